@@ -1,0 +1,50 @@
+# pi-agent build and test entry points. See README.md.
+SHELL := /bin/bash
+
+GO        ?= go
+PREFIX    ?= /usr/local
+LIBEXEC   ?= $(PREFIX)/libexec/pi-agent
+# Absolute path of the runner the wrapper calls through sudo; the sudoers
+# rule names exactly this path.
+RUNNER_PATH ?= $(LIBEXEC)/pi-agent-runner
+TAGS      := seccomp
+export CGO_ENABLED := 1
+
+.PHONY: all build test test-unit test-integration install clean
+
+all: build
+
+build: bin/pi bin/pi-agent-runner
+
+bin/pi-agent-runner: FORCE
+	$(GO) build -tags '$(TAGS)' -trimpath -o $@ ./cmd/pi-agent-runner
+
+bin/pi: FORCE
+	$(GO) build -trimpath -ldflags '-X main.runnerPath=$(RUNNER_PATH)' -o $@ ./cmd/pi
+
+FORCE:
+
+# The README's test command: unit tests (no root), then the root suite.
+test: test-unit test-integration
+
+test-unit:
+	$(GO) vet -tags '$(TAGS)' ./...
+	$(GO) test -tags '$(TAGS)' -count=1 ./...
+
+# Real containers, real sudo: needs root. Skipped cases are listed with
+# their reason at the end, never counted as passes.
+test-integration: build
+	PI_AGENT_BIN=$(CURDIR)/bin $(GO) test -tags '$(TAGS) integration' -count=1 -v -timeout 20m ./integration/ 2>&1 | tee integration.log; \
+	  status=$${PIPESTATUS[0]}; \
+	  echo "--- integration summary:"; \
+	  grep -E '^\s*--- (PASS|FAIL|SKIP)' integration.log | sed 's/^ *//' | awk '{print $$2}' | sort | uniq -c; \
+	  grep -A1 -E '^\s*--- SKIP' integration.log || true; \
+	  exit $$status
+
+install: build
+	install -d -m 0755 $(DESTDIR)$(LIBEXEC) $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 bin/pi-agent-runner $(DESTDIR)$(RUNNER_PATH)
+	install -m 0755 bin/pi $(DESTDIR)$(PREFIX)/bin/pi
+
+clean:
+	rm -rf bin integration.log

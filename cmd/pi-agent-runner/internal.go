@@ -1,0 +1,25 @@
+package main
+
+import (
+	"os"
+
+	"github.com/m3ta/pi-agent/sandbox"
+	"github.com/m3ta/pi-agent/sandbox/oci"
+)
+
+// cmdResolve is the helper that resolves the caller's paths with the
+// caller's rights (see sandbox.ResolveProject). It refuses to run as root.
+func cmdResolve() int {
+	if err := sandbox.ServeResolve(os.Stdin, os.NewFile(3, "sock")); err != nil {
+		return fail("%v", err)
+	}
+	return 0
+}
+
+// cmdReap is PID 1 inside the container.
+func cmdReap(args []string) int {
+	if len(args) > 0 && args[0] == "--" {
+		args = args[1:]
+	}
+	return oci.Reap(args)
+}

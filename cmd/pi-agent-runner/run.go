@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/containerd/console"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
+	"github.com/m3ta/pi-agent/rootfs"
+	"github.com/m3ta/pi-agent/sandbox"
+	"github.com/m3ta/pi-agent/sandbox/oci"
+	"github.com/m3ta/pi-agent/seccomp"
+)
+
+const runUsage = `Usage: pi-agent-runner run [--backend oci|systemd] -- [AGENT ARGS...]
+
+Runs the agent command of the runner config, followed by AGENT ARGS, in a
+sandbox in the current directory, which must lie inside one of the caller's
+project roots.
+
+Flags for root calling the runner directly (refused through sudo):
+  --config PATH     runner config (default ` + sandbox.DefaultConfigPath + `)
+  --as-user NAME    run on behalf of host user NAME
+
+Flags:
+`
+
+type runFlags struct {
+	backend string
+	config  string
+	asUser  string
+}
+
+func cmdRun(args []string) int {
+	var f runFlags
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	fs.SetInterspersed(false)
+	fs.StringVar(&f.backend, "backend", "", "sandbox backend: oci or systemd (default: the config's backend)")
+	fs.StringVar(&f.config, "config", "", "runner config path (root only, not through sudo)")
+	fs.StringVar(&f.asUser, "as-user", "", "host user to run for (root only, not through sudo)")
+	fs.Usage = func() {
+		fmt.Fprint(os.Stderr, runUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	agentArgs := fs.Args()
+	if len(agentArgs) > 0 && agentArgs[0] == "--" {
+		agentArgs = agentArgs[1:]
+	}
+
+	req, err := prepare(f, agentArgs)
+	if err != nil {
+		var pe *sandbox.PolicyError
+		if errors.As(err, &pe) {
+			return fail("refused: %v", err)
+		}
+		return fail("%v", err)
+	}
+	defer req.project.Close()
+	return execute(req)
+}
+
+type request struct {
+	plan    *sandbox.Plan
+	backend sandbox.Backend
+	project *sandbox.Project
+}
+
+// prepare performs every check and builds the Plan; it has no side effects
+// on the host beyond the read-only resolution of the caller's paths.
+func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("must run as root: use the pi wrapper, which calls the runner through sudo")
+	}
+	caller, err := sandbox.CallerFromSudo(os.Getenv)
+	switch {
+	case err == nil:
+		if f.config != "" || f.asUser != "" {
+			return nil, errors.New("--config and --as-user are for root calling the runner directly; they are refused through sudo")
+		}
+	case errors.Is(err, sandbox.ErrNotSudo):
+		if f.asUser == "" {
+			return nil, errors.New("no caller: run through the pi wrapper (sudo), or as root with --as-user NAME")
+		}
+		if caller, err = sandbox.Lookup(f.asUser); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("caller identity: %w", err)
+	}
+	cfgPath := f.config
+	if cfgPath == "" {
+		cfgPath = sandbox.DefaultConfigPath
+	}
+	cfg, err := sandbox.LoadConfig(cfgPath, 0)
+	if err != nil {
+		return nil, err
+	}
+	hostUser, ok := cfg.HostUsers[caller.Name]
+	if !ok {
+		return nil, &sandbox.PolicyError{Msg: fmt.Sprintf("user %s is not allowed to run the agent\nhint: the administrator adds hostUsers.%s.projectRoots to %s", caller.Name, caller.Name, cfgPath)}
+	}
+	backendName := cfg.Backend
+	if f.backend != "" {
+		backendName = f.backend
+	}
+	var backend sandbox.Backend
+	switch backendName {
+	case sandbox.BackendOCI:
+		backend = &oci.Backend{RunDir: runDir}
+	case sandbox.BackendSystemd:
+		return nil, errors.New("the systemd backend is not available in this build yet; use --backend oci")
+	default:
+		return nil, fmt.Errorf("--backend %q is not one of oci, systemd", backendName)
+	}
+	if err := seccomp.Validate(); err != nil {
+		return nil, err
+	}
+
+	agent, err := sandbox.Lookup(cfg.User)
+	if err != nil {
+		return nil, fmt.Errorf("agent account: %w (create the %s system user, or set \"user\" in the config)", err, cfg.User)
+	}
+	agentGID, err := sandbox.LookupGroup(cfg.Group)
+	if err != nil {
+		return nil, fmt.Errorf("agent group: %w", err)
+	}
+	if agent.UID == 0 || agentGID == 0 || agent.UID == caller.UID {
+		return nil, fmt.Errorf("agent account %s (uid %d, gid %d) must be a dedicated unprivileged user", cfg.User, agent.UID, agentGID)
+	}
+	agent.GID, agent.Groups = agentGID, nil
+	agent.Home = sandbox.AgentHome(agent.Name)
+
+	if err := sandbox.CheckTrustedDir(filepath.Dir(cfg.StateDir), 0); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	if _, err := os.Lstat(cfg.StateDir); err == nil {
+		if err := sandbox.CheckTrustedDir(cfg.StateDir, 0); err != nil {
+			return nil, fmt.Errorf("state dir: %w", err)
+		}
+	}
+
+	project, err := sandbox.ResolveProject(context.Background(), "/proc/self/exe", caller, hostUser.ProjectRoots, cfg.Sandbox.ProjectScope)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			project.Close()
+		}
+	}()
+	if err := rootfs.CheckProjectPath(project.Path, agent.Home); err != nil {
+		return nil, err
+	}
+	roPaths, skipMissing := cfg.Sandbox.ReadOnly()
+	ro, err := rootfs.Probe(roPaths, skipMissing)
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("locate runner binary: %w", err)
+	}
+	if self, err = filepath.EvalSymlinks(self); err != nil {
+		return nil, fmt.Errorf("locate runner binary: %w", err)
+	}
+	memMax, _ := sandbox.ParseSize(cfg.Sandbox.MemoryMax)
+	tmpSize, _ := sandbox.ParseSize(cfg.Sandbox.TmpSize)
+	agentDir := filepath.Join(agent.Home, ".pi", "agent")
+	plan := &sandbox.Plan{
+		ID:         sandbox.NewID(caller.UID),
+		Caller:     caller,
+		Agent:      agent,
+		AgentGroup: cfg.Group,
+		Args:       append(append([]string{}, cfg.Agent.Command...), agentArgs...),
+		Env:        sandbox.AgentEnv(cfg, agent.Home, agentDir, agent.Name, os.Environ()),
+		Cwd:        project.Cwd,
+		Project:    project.Path,
+		ProjectDir: project.Mount,
+		RuntimeDir: filepath.Join(cfg.StateDir, "users", caller.Name, "agent"),
+		AgentDir:   agentDir,
+		ReadOnly:   ro,
+		Network:    cfg.Sandbox.Network,
+		MemoryMax:  memMax,
+		PidsMax:    cfg.Sandbox.PidsMax,
+		TmpSize:    tmpSize,
+		TTY:        isTerminal(os.Stdin),
+		Init:       self,
+		Hostname:   "pi-agent",
+	}
+	return &request{plan: plan, backend: backend, project: project}, nil
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := console.ConsoleFromFile(f)
+	return err == nil
+}
+
+// execute performs the side effects: runtime directory, leftovers of dead
+// runs, then the sandbox.
+func execute(req *request) int {
+	p := req.plan
+	if err := ensureRuntimeDir(p); err != nil {
+		return fail("%v", err)
+	}
+	if ob, ok := req.backend.(*oci.Backend); ok {
+		if _, err := ob.GC(); err != nil {
+			fmt.Fprintf(os.Stderr, "pi-agent-runner: warning: cleaning up after dead runs: %v\n", err)
+		}
+	}
+	start := time.Now()
+	code, err := req.backend.Run(context.Background(), p, sandbox.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+	sandbox.Audit(p, req.backend.Name(), code, err, time.Since(start))
+	if err != nil {
+		return fail("%v", err)
+	}
+	return code
+}
+
+// ensureRuntimeDir creates <stateDir>/users/<name>/agent: the state dir and
+// users/<name> owned by root (no unit or agent may rename what is below),
+// the agent dir owned by the agent. Existing entries must be directories,
+// not links.
+func ensureRuntimeDir(p *sandbox.Plan) error {
+	userDir := filepath.Dir(p.RuntimeDir)
+	for _, d := range []struct {
+		path     string
+		mode     os.FileMode
+		uid, gid int
+	}{
+		{filepath.Dir(filepath.Dir(userDir)), 0o755, 0, 0},
+		{filepath.Dir(userDir), 0o755, 0, 0},
+		{userDir, 0o700, 0, 0},
+		{p.RuntimeDir, 0o700, p.Agent.UID, p.Agent.GID},
+	} {
+		if err := os.Mkdir(d.path, d.mode); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("create %s: %w", d.path, err)
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(d.path, &st); err != nil {
+			return err
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return fmt.Errorf("%s is not a directory", d.path)
+		}
+		if int(st.Uid) != d.uid || int(st.Gid) != d.gid {
+			if err := unix.Lchown(d.path, d.uid, d.gid); err != nil {
+				return fmt.Errorf("chown %s: %w", d.path, err)
+			}
+		}
+	}
+	return nil
+}

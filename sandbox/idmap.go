@@ -1,0 +1,197 @@
+package sandbox
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// IDMap maps one on-disk owner to the ids the agent runs with.
+type IDMap struct {
+	DiskUID, DiskGID   int // the caller's ids, as stored on disk
+	AgentUID, AgentGID int // the agent's ids
+}
+
+// IDMapMount attaches at target (an empty directory in a root-only
+// directory) an idmapped clone of the directory src refers to. The clone is
+// made from the descriptor, so it is the very directory the policy checked,
+// whatever has been renamed or swapped since; it is not recursive (mounts
+// below the project stay hidden), and nosuid, nodev.
+//
+// Through it, files owned by the caller appear owned by the agent, and what
+// the agent creates lands on disk owned by the caller. Files of anyone else
+// appear owned by the overflow id (nobody) and keep only their "other"
+// permissions. This works without a user namespace for the agent: the
+// namespace below only describes the mapping.
+func IDMapMount(src *os.File, target string, m IDMap) (retErr error) {
+	tree, err := unix.OpenTree(int(src.Fd()), "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return fmt.Errorf("clone project mount: %w", os.NewSyscallError("open_tree", err))
+	}
+	defer unix.Close(tree)
+	ns, err := userNamespace(m)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	attr := &unix.MountAttr{
+		Attr_set:  unix.MOUNT_ATTR_IDMAP | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV,
+		Userns_fd: uint64(ns.Fd()),
+	}
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, attr); err != nil {
+		hint := ""
+		if errors.Is(err, unix.EINVAL) {
+			hint = " (the project's filesystem may not support idmapped mounts on this kernel; see pi-agent-runner doctor)"
+		}
+		return fmt.Errorf("idmap project mount: %w%s", os.NewSyscallError("mount_setattr", err), hint)
+	}
+	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attach project mount at %s: %w", target, os.NewSyscallError("move_mount", err))
+	}
+	return nil
+}
+
+// userNamespace returns a user namespace whose maps are m: on-disk id inside,
+// agent id outside. A child is cloned into a new namespace with those maps and
+// held stopped by ptrace before it runs any code; its namespace outlives it
+// through the returned descriptor.
+func userNamespace(m IDMap) (*os.File, error) {
+	proc, err := os.StartProcess("/proc/self/exe", []string{"pi-agent-userns"}, &os.ProcAttr{
+		Sys: &syscall.SysProcAttr{
+			Cloneflags:  unix.CLONE_NEWUSER,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: m.DiskUID, HostID: m.AgentUID, Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: m.DiskGID, HostID: m.AgentGID, Size: 1}},
+			Ptrace:      true, // stops at exec: the binary never runs
+			Pdeathsig:   syscall.SIGKILL,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create user namespace for the idmap: %w", err)
+	}
+	defer func() {
+		_ = proc.Kill()
+		_, _ = proc.Wait()
+	}()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", proc.Pid))
+	if err != nil {
+		return nil, fmt.Errorf("open user namespace: %w", err)
+	}
+	return f, nil
+}
+
+// MakePrivateMount makes dir a mount point of its own with private
+// propagation, so that mounts attached below it do not propagate to other
+// mount namespaces of the host (services, other containers).
+func MakePrivateMount(dir string) error {
+	isMount, err := isMountPoint(dir)
+	if err != nil {
+		return err
+	}
+	if !isMount {
+		if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s: %w", dir, err)
+		}
+	}
+	if err := unix.Mount("", dir, "", unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make %s private: %w", dir, err)
+	}
+	return nil
+}
+
+func isMountPoint(dir string) (bool, error) {
+	var a, b unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, dir, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &a); err != nil {
+		return false, fmt.Errorf("statx %s: %w", dir, err)
+	}
+	if err := unix.Statx(unix.AT_FDCWD, filepath.Dir(dir), unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &b); err != nil {
+		return false, fmt.Errorf("statx %s: %w", filepath.Dir(dir), err)
+	}
+	return a.Mnt_id != b.Mnt_id, nil
+}
+
+// MountsBelow lists the mount points at or below dir in this mount
+// namespace, deepest first.
+func MountsBelow(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if Within(dir, mp) {
+			out = append(out, mp)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out, sc.Err()
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 and friends) of mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, ok := octal(s[i+1 : i+4]); ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func octal(s string) (byte, bool) {
+	if len(s) != 3 {
+		return 0, false
+	}
+	var v int
+	for _, c := range s {
+		if c < '0' || c > '7' {
+			return 0, false
+		}
+		v = v*8 + int(c-'0')
+	}
+	return byte(v), v < 256
+}
+
+// RemoveRunDir removes a run directory that may have mounts below it: it
+// detaches them first, deepest first, and never recurses into a directory
+// that is still a mount point. The project is mounted below a run directory;
+// a recursive removal through that mount would delete the caller's files.
+func RemoveRunDir(dir string) error {
+	mounts, err := MountsBelow(dir)
+	if err != nil {
+		return err
+	}
+	for _, mp := range mounts {
+		if err := unix.Unmount(mp, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("unmount %s: %w", mp, err)
+		}
+	}
+	if mounts, err = MountsBelow(dir); err != nil {
+		return err
+	} else if len(mounts) > 0 {
+		return fmt.Errorf("refusing to remove %s: %s is still mounted", dir, mounts[0])
+	}
+	return os.RemoveAll(dir)
+}

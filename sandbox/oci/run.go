@@ -1,0 +1,241 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/containerd/console"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	// Registers the device cgroup controller code libcontainer needs to
+	// apply the device rules.
+	_ "github.com/opencontainers/cgroups/devices"
+
+	"github.com/m3ta/pi-agent/rootfs"
+	"github.com/m3ta/pi-agent/sandbox"
+)
+
+// Backend runs Plans with libcontainer. Its directories live under RunDir
+// (/run/pi-agent), apart from the runner binary, so that libcontainer can
+// use its cheap read-only view of the binary instead of copying it.
+type Backend struct {
+	RunDir string
+}
+
+// Name implements sandbox.Backend.
+func (b *Backend) Name() string { return sandbox.BackendOCI }
+
+func (b *Backend) stateRoot() string       { return filepath.Join(b.RunDir, "oci") }
+func (b *Backend) runRoot() string         { return filepath.Join(b.RunDir, "runs") }
+func (b *Backend) runDir(id string) string { return filepath.Join(b.runRoot(), id) }
+
+// ownerLabel is the annotation that names the runner process (pid and start
+// time) owning a container; gc removes containers whose owner is gone.
+const ownerLabel = "org.m3ta.pi-agent.owner"
+
+// setup creates the run directories (root only) and makes the one that
+// holds the project mounts a private mount point.
+func (b *Backend) setup() error {
+	for _, d := range []string{b.RunDir, b.stateRoot(), b.runRoot()} {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	return sandbox.MakePrivateMount(b.runRoot())
+}
+
+// Run implements sandbox.Backend.
+func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio) (code int, retErr error) {
+	if err := b.setup(); err != nil {
+		return -1, err
+	}
+	owner, err := selfOwner()
+	if err != nil {
+		return -1, err
+	}
+	dir := b.runDir(p.ID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return -1, fmt.Errorf("create run dir: %w", err)
+	}
+	defer func() {
+		if err := sandbox.RemoveRunDir(dir); err != nil && retErr == nil {
+			retErr = fmt.Errorf("remove %s: %w", dir, err)
+		}
+	}()
+	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(owner), 0o600); err != nil {
+		return -1, err
+	}
+	o := Options{
+		Rootfs:        filepath.Join(dir, "rootfs"),
+		ProjectSource: filepath.Join(dir, "project"),
+		CgroupsPath:   "/pi-agent/" + p.ID,
+		Annotations:   map[string]string{ownerLabel: owner},
+	}
+	spec, err := Spec(p, o)
+	if err != nil {
+		return -1, err
+	}
+	if err := os.Mkdir(o.Rootfs, 0o755); err != nil {
+		return -1, err
+	}
+	if err := rootfs.Populate(o.Rootfs, Layout(p, o).Files()); err != nil {
+		return -1, fmt.Errorf("populate rootfs: %w", err)
+	}
+	if err := os.Mkdir(o.ProjectSource, 0o700); err != nil {
+		return -1, err
+	}
+	if err := sandbox.IDMapMount(p.ProjectDir, o.ProjectSource, sandbox.IDMap{
+		DiskUID: p.Caller.UID, DiskGID: p.Caller.GID, AgentUID: p.Agent.UID, AgentGID: p.Agent.GID,
+	}); err != nil {
+		return -1, err
+	}
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: p.ID, Spec: spec})
+	if err != nil {
+		return -1, fmt.Errorf("convert spec: %w", err)
+	}
+	ctr, err := libcontainer.Create(b.stateRoot(), p.ID, config)
+	if err != nil {
+		return -1, fmt.Errorf("create container: %w", err)
+	}
+	defer func() {
+		if err := destroy(ctr); err != nil && retErr == nil {
+			retErr = err
+		}
+	}()
+
+	proc, err := newProcess(spec.Process)
+	if err != nil {
+		return -1, err
+	}
+	var term *ttyRelay
+	if p.TTY {
+		term, err = newTTYRelay(proc, stdio)
+		if err != nil {
+			return -1, err
+		}
+		defer term.Close()
+	} else {
+		proc.Stdin, proc.Stdout, proc.Stderr = stdio.In, hideTTY(stdio.Out), hideTTY(stdio.Err)
+	}
+
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+	defer signal.Stop(sigs)
+
+	if err := ctr.Run(proc); err != nil {
+		return -1, fmt.Errorf("start container: %w", err)
+	}
+	if term != nil {
+		if err := term.Start(); err != nil {
+			_ = proc.Signal(unix.SIGKILL)
+			_, _ = proc.Wait()
+			return -1, err
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if s == unix.SIGWINCH {
+					if term != nil {
+						term.Resize()
+					}
+					continue
+				}
+				_ = proc.Signal(s)
+			case <-ctx.Done():
+				_ = proc.Signal(unix.SIGKILL)
+				return
+			case <-done:
+				return
+			}
+		}
+	}()
+	state, waitErr := proc.Wait()
+	close(done)
+	if term != nil {
+		term.Drain()
+	}
+	if state == nil {
+		return -1, fmt.Errorf("wait for agent: %w", waitErr)
+	}
+	return exitCode(state), nil
+}
+
+func exitCode(state *os.ProcessState) int {
+	ws, ok := state.Sys().(syscall.WaitStatus)
+	if !ok {
+		return state.ExitCode()
+	}
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+// newProcess turns the spec's process into libcontainer's, as runc does.
+func newProcess(sp *specs.Process) (*libcontainer.Process, error) {
+	p := &libcontainer.Process{
+		Args:             sp.Args,
+		Env:              sp.Env,
+		UID:              int(sp.User.UID),
+		GID:              int(sp.User.GID),
+		AdditionalGroups: []int{},
+		Cwd:              sp.Cwd,
+		Init:             true,
+	}
+	for _, rl := range sp.Rlimits {
+		t, ok := rlimitTypes[rl.Type]
+		if !ok {
+			return nil, fmt.Errorf("unknown rlimit %q", rl.Type)
+		}
+		p.Rlimits = append(p.Rlimits, configs.Rlimit{Type: t, Hard: rl.Hard, Soft: rl.Soft})
+	}
+	return p, nil
+}
+
+var rlimitTypes = map[string]int{
+	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE,
+	"RLIMIT_CORE":   unix.RLIMIT_CORE,
+}
+
+// hideTTY keeps a host terminal out of the container: a terminal on stdout
+// or stderr would let the agent issue ioctls on the caller's tty. Such a
+// writer is wrapped so that libcontainer hands the agent a pipe and copies.
+func hideTTY(w io.Writer) io.Writer {
+	if f, ok := w.(*os.File); ok {
+		if _, err := console.ConsoleFromFile(f); err == nil {
+			return struct{ io.Writer }{f}
+		}
+	}
+	return w
+}
+
+// destroy removes a container, killing what still runs in it.
+func destroy(c *libcontainer.Container) error {
+	if st, err := c.Status(); err == nil && st != libcontainer.Stopped {
+		_ = c.Signal(unix.SIGKILL)
+		for i := 0; i < 100; i++ {
+			if st, err := c.Status(); err != nil || st == libcontainer.Stopped {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if err := c.Destroy(); err != nil {
+		return fmt.Errorf("destroy container %s: %w", c.ID(), err)
+	}
+	return nil
+}

@@ -1,0 +1,117 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"regexp"
+	"strings"
+
+	"github.com/m3ta/pi-agent/rootfs"
+)
+
+// Plan is everything a backend needs to start the agent, decided and checked
+// before the first side effect. Backends receive a finished Plan and nothing
+// else: they never read the runner config or the caller's files.
+type Plan struct {
+	// ID names the container or unit; unique per run.
+	ID string
+	// Caller is the human on whose behalf the agent runs.
+	Caller Account
+	// Agent is the dedicated account the agent runs as (uid, gid); its
+	// Home is the home inside the sandbox, a tmpfs.
+	Agent      Account
+	AgentGroup string
+	// Args is the agent's full argv; Env its full environment.
+	Args []string
+	Env  []string
+	// Cwd is the working directory inside, within Project.
+	Cwd string
+	// Project is the directory mounted read-write, idmapped, at its host
+	// path; ProjectDir is the O_PATH descriptor the policy check opened on
+	// it, from which the backend makes the mount.
+	Project    string
+	ProjectDir *os.File
+	// RuntimeDir is the host directory that appears at AgentDir.
+	RuntimeDir string
+	AgentDir   string
+	ReadOnly   []rootfs.HostPath
+	Network    string // "host" or "none"
+	MemoryMax  int64  // bytes, 0 = unlimited
+	PidsMax    int64
+	TmpSize    int64
+	// TTY gives the agent a new pseudo-terminal (stdin is a terminal).
+	TTY bool
+	// Init is the host path of this runner binary, PID 1 inside.
+	Init string
+	// Hostname inside.
+	Hostname string
+}
+
+// Stdio is where the agent's standard streams go.
+type Stdio struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// Backend starts a Plan and returns the agent's exit status (128+N when a
+// signal N ended it).
+type Backend interface {
+	Name() string
+	Run(ctx context.Context, p *Plan, stdio Stdio) (int, error)
+}
+
+// NewID returns a fresh identifier for a run of uid: pi-<uid>-<16 hex>.
+func NewID(uid int) string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return fmt.Sprintf("pi-%d-%s", uid, hex.EncodeToString(b[:]))
+}
+
+// IDPrefix is the prefix of every container the runner creates.
+const IDPrefix = "pi-"
+
+// terminalEnv lists the caller's variables that reach the agent: the ones
+// that describe the terminal and locale.
+func terminalEnv(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || len(v) > 256 || !safeValueRE.MatchString(v) {
+			continue
+		}
+		if k == "TERM" || k == "COLORTERM" || k == "LANG" || k == "LANGUAGE" || k == "LC_ALL" || (strings.HasPrefix(k, "LC_") && envKeyRE.MatchString(k)) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+var safeValueRE = regexp.MustCompile(`^[A-Za-z0-9._@:+-]*$`)
+
+// AgentEnv builds the agent's environment: the runner's own variables, the
+// caller's terminal and locale variables, then the managed environment of
+// the config (which may not override the runner's).
+func AgentEnv(cfg *Config, home, agentDir, user string, callerEnv []string) []string {
+	env := []string{
+		"HOME=" + home,
+		"USER=" + user,
+		"LOGNAME=" + user,
+		"PATH=" + cfg.Agent.Path,
+		"PI_CODING_AGENT_DIR=" + agentDir,
+	}
+	env = append(env, terminalEnv(callerEnv)...)
+	for _, k := range sortedKeys(cfg.Environment) {
+		env = append(env, k+"="+cfg.Environment[k])
+	}
+	return env
+}
+
+// AgentHome is the agent's home inside the sandbox.
+func AgentHome(user string) string { return path.Join("/home", user) }
