@@ -67,7 +67,7 @@ func Probe(paths []string, skipMissing bool) ([]HostPath, error) {
 }
 
 func within(base, p string) bool {
-	return p == base || strings.HasPrefix(p, base+"/")
+	return p == base || strings.HasPrefix(p, strings.TrimSuffix(base, "/")+"/")
 }
 
 // Owner is the agent's uid and gid, owner of its home inside.

@@ -15,8 +15,10 @@ import (
 )
 
 // DefaultConfigPath is where the NixOS module (and the Debian quick start)
-// writes the runner configuration.
-const DefaultConfigPath = "/etc/pi-agent/config.json"
+// writes the runner configuration. Packagers may bake another path in with
+// -ldflags "-X github.com/m3ta/pi-agent/sandbox.DefaultConfigPath=…"; a caller
+// going through sudo can never change it.
+var DefaultConfigPath = "/etc/pi-agent/config.json"
 
 // maxConfigSize bounds how much of the config file is read.
 const maxConfigSize = 1 << 20
@@ -333,11 +335,11 @@ func checkProjectRoot(r string) error {
 	} else if !filepath.IsAbs(r) {
 		return fmt.Errorf("%q is relative; use an absolute path or one starting with \"~/\"", r)
 	}
-	if filepath.Clean(p) != strings.TrimSuffix(p, "/") || strings.Contains(r, "/../") || strings.HasSuffix(r, "/..") {
-		return fmt.Errorf("%q is not a clean path (no \"..\", \".\" or repeated slashes)", r)
-	}
 	if filepath.Clean(p) == "/" {
 		return fmt.Errorf("%q would expose the whole filesystem", r)
+	}
+	if filepath.Clean(p) != strings.TrimSuffix(p, "/") {
+		return fmt.Errorf("%q is not a clean path (no \"..\", \".\" or repeated slashes)", r)
 	}
 	return nil
 }

@@ -29,8 +29,12 @@ func ExpandRoot(root, home string) string {
 }
 
 // Within reports whether p is base or lies beneath it, comparing whole path
-// components ("/a/bc" is not within "/a/b"). Both must be clean and absolute.
+// components ("/a/bc" is not within "/a/b"). A path that is not clean and
+// absolute is within nothing.
 func Within(base, p string) bool {
+	if !filepath.IsAbs(p) || filepath.Clean(p) != p || filepath.Clean(base) != base {
+		return false
+	}
 	if base == "/" {
 		return strings.HasPrefix(p, "/")
 	}

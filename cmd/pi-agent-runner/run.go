@@ -22,11 +22,8 @@ const runUsage = `Usage: pi-agent-runner run [--backend oci|systemd] -- [AGENT A
 
 Runs the agent command of the runner config, followed by AGENT ARGS, in a
 sandbox in the current directory, which must lie inside one of the caller's
-project roots.
-
-Flags for root calling the runner directly (refused through sudo):
-  --config PATH     runner config (default ` + sandbox.DefaultConfigPath + `)
-  --as-user NAME    run on behalf of host user NAME
+project roots. --config and --as-user are for root calling the runner
+directly (tests, admins); through sudo they are refused.
 
 Flags:
 `
