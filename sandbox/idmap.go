@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -116,10 +117,11 @@ func isMountPoint(dir string) (bool, error) {
 	return a.Mnt_id != b.Mnt_id, nil
 }
 
-// MountsBelow lists the mount points at or below dir in this mount
-// namespace, deepest first.
+// MountsBelow lists the mount points at or below dir in the calling
+// thread's mount namespace, deepest first. (Threads may differ: libcontainer
+// moves a thread into each new container's namespace while it sets it up.)
 func MountsBelow(dir string) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open("/proc/thread-self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
@@ -193,5 +195,14 @@ func RemoveRunDir(dir string) error {
 	} else if len(mounts) > 0 {
 		return fmt.Errorf("refusing to remove %s: %s is still mounted", dir, mounts[0])
 	}
-	return os.RemoveAll(dir)
+	// A container's mount namespace holds copies of these mounts until the
+	// kernel frees it, shortly after its last process: meanwhile the
+	// mount point is busy (EBUSY) in every namespace. Wait that out.
+	for delay := time.Millisecond; ; delay *= 2 {
+		err = os.RemoveAll(dir)
+		if err == nil || !errors.Is(err, unix.EBUSY) || delay > time.Second {
+			return err
+		}
+		time.Sleep(delay)
+	}
 }

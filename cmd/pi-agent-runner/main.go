@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/opencontainers/runc/libcontainer"
 	// nsenter's C constructor joins and sets up namespaces in the
@@ -22,6 +23,12 @@ func init() {
 	if len(os.Args) > 1 && os.Args[1] == "init" && os.Getenv("SUDO_UID") == "" {
 		libcontainer.Init()
 	}
+	// Keep the main goroutine on the main thread. libcontainer moves a
+	// locked thread into each new container's mount namespace and lets it
+	// die afterwards; were that the main thread, which Go never ends, the
+	// process would stay there half-way and /proc/self (the main thread's
+	// view) would show the container's mounts instead of the host's.
+	runtime.LockOSThread()
 }
 
 const usage = `pi-agent-runner runs the pi coding agent as the dedicated pi-agent user,
