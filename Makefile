@@ -17,10 +17,10 @@ all: build
 build: bin/pi bin/pi-agent-runner
 
 bin/pi-agent-runner: FORCE
-	$(GO) build -tags '$(TAGS)' -trimpath -o $@ ./cmd/pi-agent-runner
+	$(GO) build -buildvcs=false -tags '$(TAGS)' -trimpath -o $@ ./cmd/pi-agent-runner
 
 bin/pi: FORCE
-	$(GO) build -trimpath -ldflags '-X main.runnerPath=$(RUNNER_PATH)' -o $@ ./cmd/pi
+	$(GO) build -buildvcs=false -trimpath -ldflags '-X main.runnerPath=$(RUNNER_PATH)' -o $@ ./cmd/pi
 
 FORCE:
 
@@ -37,7 +37,7 @@ test-integration: build
 	PI_AGENT_BIN=$(CURDIR)/bin $(GO) test -tags '$(TAGS) integration' -count=1 -v -timeout 20m ./integration/ 2>&1 | tee integration.log; \
 	  status=$${PIPESTATUS[0]}; \
 	  echo "--- integration summary:"; \
-	  grep -E '^\s*--- (PASS|FAIL|SKIP)' integration.log | sed 's/^ *//' | awk '{print $$2}' | sort | uniq -c; \
+	  grep -E '^\s*--- (PASS|FAIL|SKIP)' integration.log | sed 's/^ *//' | awk '{print $$2}' | tr -d : | sort | uniq -c; \
 	  grep -A1 -E '^\s*--- SKIP' integration.log || true; \
 	  exit $$status
 

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -102,8 +103,8 @@ func newFixture() (*fixture, error) {
 	f.probe = filepath.Join(base, "probe")
 
 	builds := [][]string{
-		{"build", "-tags", "seccomp", "-o", f.runner, "-ldflags", "-X github.com/m3ta/pi-agent/sandbox.DefaultConfigPath=" + f.config, "./cmd/pi-agent-runner"},
-		{"build", "-o", f.wrapper, "-ldflags", "-X main.runnerPath=" + f.runner, "./cmd/pi"},
+		{"build", "-buildvcs=false", "-tags", "seccomp", "-o", f.runner, "-ldflags", "-X github.com/m3ta/pi-agent/sandbox.DefaultConfigPath=" + f.config, "./cmd/pi-agent-runner"},
+		{"build", "-buildvcs=false", "-o", f.wrapper, "-ldflags", "-X main.runnerPath=" + f.runner, "./cmd/pi"},
 	}
 	for _, b := range builds {
 		cmd := exec.Command("go", b...)
@@ -113,7 +114,7 @@ func newFixture() (*fixture, error) {
 			return nil, fmt.Errorf("go %s: %v\n%s", strings.Join(b, " "), err, out)
 		}
 	}
-	cmd := exec.Command("go", "build", "-o", f.probe, "./integration/testdata/probe")
+	cmd := exec.Command("go", "build", "-buildvcs=false", "-o", f.probe, "./integration/testdata/probe")
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -289,4 +290,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func statUID(fi os.FileInfo) int {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid)
+	}
+	return -1
 }

@@ -104,6 +104,9 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(cfg.Settings) > 0 || len(cfg.EnvironmentFiles) > 0 {
+		return nil, fmt.Errorf("%s sets settings or environmentFiles, which this build does not apply yet; remove them rather than have them silently ignored", cfgPath)
+	}
 	hostUser, ok := cfg.HostUsers[caller.Name]
 	if !ok {
 		return nil, &sandbox.PolicyError{Msg: fmt.Sprintf("user %s is not allowed to run the agent\nhint: the administrator adds hostUsers.%s.projectRoots to %s", caller.Name, caller.Name, cfgPath)}

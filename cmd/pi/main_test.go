@@ -58,7 +58,7 @@ func buildWrapper(t *testing.T) (bin, log string) {
 		t.Fatal(err)
 	}
 	bin = filepath.Join(dir, "pi")
-	cmd := exec.Command("go", "build", "-o", bin, "-ldflags", "-X main.runnerPath=/opt/pi-agent/runner -X main.sudoPath="+sudo, ".")
+	cmd := exec.Command("go", "build", "-buildvcs=false", "-o", bin, "-ldflags", "-X main.runnerPath=/opt/pi-agent/runner -X main.sudoPath="+sudo, ".")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}

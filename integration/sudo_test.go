@@ -1,0 +1,137 @@
+//go:build integration
+
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// withSudoRule installs the sudoers drop-in exactly as the product documents
+// it, NOPASSWD for the runner's absolute path only, checked with visudo.
+func withSudoRule(t *testing.T, f *fixture) {
+	t.Helper()
+	for _, tool := range []string{"sudo", "visudo", "runuser"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed: the sudo tests need real sudo (apt-get install sudo)", tool)
+		}
+	}
+	rule := aliceName + " ALL=(root) NOPASSWD: " + f.runner + "\n"
+	p := "/etc/sudoers.d/pi-agent-it"
+	if err := os.WriteFile(p, []byte(rule), 0o440); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(p) })
+	if out, err := exec.Command("visudo", "-c", "-f", p).CombinedOutput(); err != nil {
+		t.Fatalf("visudo rejects the documented rule: %v\n%s", err, out)
+	}
+}
+
+// asUser runs argv as an unprivileged user from dir with a clean login-like
+// environment plus extra.
+func (f *fixture) asUser(t *testing.T, user, dir string, extra []string, argv ...string) result {
+	t.Helper()
+	a, err := lookupFixtureUser(f, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := append([]string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + a, "USER=" + user, "LOGNAME=" + user, "TERM=dumb"}, extra...)
+	args := append([]string{"-u", user, "--", "env", "-i"}, env...)
+	args = append(args, "sh", "-c", `cd "$0" && exec "$@"`, dir)
+	args = append(args, argv...)
+	return f.exec(t, "/", "", "runuser", args...)
+}
+
+func lookupFixtureUser(f *fixture, user string) (string, error) {
+	switch user {
+	case aliceName:
+		return f.alice.Home, nil
+	case bobName:
+		return f.bob.Home, nil
+	}
+	return "/", nil
+}
+
+// 8. Through the real wrapper and real sudo, as an unprivileged user.
+func TestWrapperThroughSudo(t *testing.T) {
+	f := setup(t)
+	withSudoRule(t, f)
+	r := f.asUser(t, aliceName, f.project, nil, f.wrapper, "--", "id", "-u")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != strconv.Itoa(f.agent.UID) {
+		t.Fatalf("pi -- id -u: want pi-agent's uid %d: %s", f.agent.UID, r)
+	}
+	// --backend is the wrapper's; everything else reaches the agent as is.
+	r = f.asUser(t, aliceName, f.project, nil, f.wrapper, "--backend=oci", "sh", "-c", `printf '[%s]' "$@"`, "x", "a b", "--config", "$(id)", "")
+	if r.code != 0 || r.stdout != "[a b][--config][$(id)][]" {
+		t.Errorf("arguments were not passed untouched: %s", r)
+	}
+	// A file written through the whole chain is the caller's.
+	r = f.asUser(t, aliceName, f.project, nil, f.wrapper, "sh", "-c", "echo via-sudo > via-sudo.txt")
+	t.Cleanup(func() { os.Remove(filepath.Join(f.project, "via-sudo.txt")) })
+	if st, err := os.Stat(filepath.Join(f.project, "via-sudo.txt")); r.code != 0 || err != nil || st.Sys() == nil {
+		t.Fatalf("write through sudo: %s %v", r, err)
+	} else if uid := statUID(st); uid != f.alice.UID {
+		t.Errorf("file written through sudo is owned by %d, want %d", uid, f.alice.UID)
+	}
+}
+
+// Hostile input through sudo: trust flags, identity variables, loader
+// variables, internal commands.
+func TestSudoCallerCannotSteer(t *testing.T) {
+	f := setup(t)
+	withSudoRule(t, f)
+	evil := filepath.Join(f.alice.Home, "evil.json")
+	if err := writeOwned(evil, `{"agent": {"command": ["/bin/sh"]}, "hostUsers": {"pit-alice": {"projectRoots": ["/"]}}}`, 0o644, f.alice); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(evil) })
+	for _, tc := range []struct {
+		name string
+		argv []string
+		want string
+	}{
+		{"own config", []string{"sudo", "-n", f.runner, "run", "--config", evil, "--", "id"}, "refused through sudo"},
+		{"other user", []string{"sudo", "-n", f.runner, "run", "--as-user", bobName, "--", "id"}, "refused through sudo"},
+		{"reaper outside a sandbox", []string{"sudo", "-n", f.runner, "_reap", "--", "id", "-u"}, "internal"},
+		{"resolve helper as root", []string{"sudo", "-n", f.runner, "_resolve"}, "never runs as root"},
+		{"libcontainer init", []string{"sudo", "-n", f.runner, "init"}, "unknown command"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := f.asUser(t, aliceName, f.project, nil, tc.argv...)
+			if r.code == 0 || strings.Contains(r.stdout, "uid=0") || r.stdout == "0\n" || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("want refusal mentioning %q: %s", tc.want, r)
+			}
+		})
+	}
+	// Variables a caller might set to confuse the runner or the loader.
+	r := f.asUser(t, aliceName, f.project, []string{"SUDO_UID=0", "SUDO_USER=root", "LD_PRELOAD=/nonexistent/evil.so", "LD_LIBRARY_PATH=/tmp", "PI_CODING_AGENT_DIR=/etc", "GODEBUG=x"},
+		f.wrapper, "sh", "-c", "id -u; env")
+	if r.code != 0 {
+		t.Fatalf("run with hostile environment: %s", r)
+	}
+	if !strings.HasPrefix(r.stdout, strconv.Itoa(f.agent.UID)+"\n") {
+		t.Errorf("identity changed by the environment: %s", r.stdout)
+	}
+	for _, bad := range []string{"LD_PRELOAD", "LD_LIBRARY_PATH", "GODEBUG", "SUDO_", "PI_CODING_AGENT_DIR=/etc"} {
+		if strings.Contains(r.stdout, bad) {
+			t.Errorf("%s reached the agent:\n%s", bad, r.stdout)
+		}
+	}
+}
+
+// An unlisted user has no sudo rule: the wrapper says what to configure.
+func TestWrapperExplainsMissingSudoRule(t *testing.T) {
+	f := setup(t)
+	withSudoRule(t, f)
+	r := f.asUser(t, bobName, f.bob.Home, nil, f.wrapper, "--", "id", "-u")
+	if r.code == 0 || strings.TrimSpace(r.stdout) != "" {
+		t.Fatalf("bob ran the agent: %s", r)
+	}
+	if !strings.Contains(r.stderr, bobName+" ALL=(root) NOPASSWD: "+f.runner) {
+		t.Errorf("no hint for the administrator: %s", r.stderr)
+	}
+}
