@@ -165,16 +165,34 @@ func newFixture() (*fixture, error) {
 	if err := os.Chmod(f.bob.Home, 0o700); err != nil {
 		return nil, err
 	}
-	if err := f.writeConfig(`{
+	if err := f.writeDefaultConfig(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// writeDefaultConfig writes the config most tests run with: alice may use
+// ~/proj, the agent command is env, small limits.
+func (f *fixture) writeDefaultConfig() error {
+	return f.writeConfig(`{
   "stateDir": %q,
   "agent": {"command": ["/usr/bin/env"]},
   "hostUsers": {%q: {"projectRoots": ["~/proj"]}},
   "environment": {"PI_AGENT_IT": "managed"},
   "sandbox": {"memoryMax": "1G", "pidsMax": 256, "tmpSize": "64M"}
-}`, f.stateDir, aliceName); err != nil {
-		return nil, err
+}`, f.stateDir, aliceName)
+}
+
+// requireTool skips a test when a tool it drives is missing, except in CI,
+// where .ci/run installs every tool and a missing one is a failure.
+func requireTool(t *testing.T, tool, why string) {
+	t.Helper()
+	if _, err := exec.LookPath(tool); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is missing in CI (.ci/run installs it): %s", tool, why)
+		}
+		t.Skipf("not supported on this host: %s is not installed (%s)", tool, why)
 	}
-	return f, nil
 }
 
 func (f *fixture) writeConfig(format string, args ...any) error {

@@ -273,13 +273,7 @@ func TestRefusals(t *testing.T) {
 
 func (f *fixture) restoreConfig(t *testing.T) {
 	t.Helper()
-	if err := f.writeConfig(`{
-  "stateDir": %q,
-  "agent": {"command": ["/usr/bin/env"]},
-  "hostUsers": {%q: {"projectRoots": ["~/proj"]}},
-  "environment": {"PI_AGENT_IT": "managed"},
-  "sandbox": {"memoryMax": "1G", "pidsMax": 256, "tmpSize": "64M"}
-}`, f.stateDir, aliceName); err != nil {
+	if err := f.writeDefaultConfig(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -486,5 +480,34 @@ func TestPidsLimitContainsForkBomb(t *testing.T) {
 	n, err := strconv.Atoi(lines[len(lines)-1])
 	if err != nil || n > 256 {
 		t.Errorf("processes inside = %q, want at most the pids limit 256", lines[len(lines)-1])
+	}
+}
+
+// Every run leaves one audit line: who, where, backend, id, exit status.
+func TestAuditLine(t *testing.T) {
+	f := setup(t)
+	if _, err := os.Stat("/dev/log"); err == nil {
+		t.Skip("not supported here: a syslog socket exists, so the line goes to syslog, which this test cannot read")
+	}
+	before, _ := os.ReadFile("/run/pi-agent/audit.log")
+	r := f.run(t, aliceName, f.project, "", "sh", "-c", "exit 3")
+	if r.code != 3 {
+		t.Fatalf("run: %s", r)
+	}
+	after, err := os.ReadFile("/run/pi-agent/audit.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := strings.TrimPrefix(string(after), string(before))
+	if strings.Count(added, "\n") != 1 {
+		t.Fatalf("want exactly one new audit line, got %q", added)
+	}
+	for _, want := range []string{"user=" + aliceName, "uid=" + strconv.Itoa(f.alice.UID), "project=\"" + f.project + "\"", "backend=oci", "id=pi-", "exit=3", "duration="} {
+		if !strings.Contains(added, want) {
+			t.Errorf("audit line %q lacks %q", added, want)
+		}
+	}
+	if st, err := os.Stat("/run/pi-agent/audit.log"); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("audit log must be root-only: %v %v", st.Mode(), err)
 	}
 }

@@ -16,9 +16,7 @@ import (
 func withSudoRule(t *testing.T, f *fixture) {
 	t.Helper()
 	for _, tool := range []string{"sudo", "visudo", "runuser"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed: the sudo tests need real sudo (apt-get install sudo)", tool)
-		}
+		requireTool(t, tool, "the sudo tests need real sudo")
 	}
 	rule := aliceName + " ALL=(root) NOPASSWD: " + f.runner + "\n"
 	p := "/etc/sudoers.d/pi-agent-it"

@@ -12,9 +12,7 @@ import (
 
 func requireTmux(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Skip("tmux not installed: the terminal tests need a real terminal (apt-get install tmux)")
-	}
+	requireTool(t, "tmux", "the terminal tests need a real terminal")
 }
 
 type tmux struct {

@@ -112,11 +112,14 @@ func ResolveProject(ctx context.Context, self string, caller Account, roots []st
 	if err != nil {
 		return nil, err
 	}
+	// The last descriptor is the mount directory, which the returned
+	// Project owns; every other one is closed here.
 	defer func() {
-		for _, f := range files {
-			if retErr != nil || f != files[len(files)-1] {
-				f.Close()
+		for i, f := range files {
+			if retErr == nil && i == len(files)-1 {
+				continue
 			}
+			f.Close()
 		}
 	}()
 
