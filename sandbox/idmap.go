@@ -176,10 +176,11 @@ func octal(s string) (byte, bool) {
 	return byte(v), v < 256
 }
 
-// RemoveRunDir removes a run directory that may have mounts below it: it
-// detaches them first, deepest first, and never recurses into a directory
-// that is still a mount point. The project is mounted below a run directory;
-// a recursive removal through that mount would delete the caller's files.
+// RemoveRunDir removes a run directory that may have mounts below it. The
+// project is mounted below a run directory, so a removal that followed that
+// mount would delete the caller's files: mounts are detached first, deepest
+// first, and the removal itself never crosses into another mount (see
+// RemoveAllOneFS), whatever the mount table said.
 func RemoveRunDir(dir string) error {
 	mounts, err := MountsBelow(dir)
 	if err != nil {
@@ -190,19 +191,78 @@ func RemoveRunDir(dir string) error {
 			return fmt.Errorf("unmount %s: %w", mp, err)
 		}
 	}
-	if mounts, err = MountsBelow(dir); err != nil {
-		return err
-	} else if len(mounts) > 0 {
-		return fmt.Errorf("refusing to remove %s: %s is still mounted", dir, mounts[0])
-	}
 	// A container's mount namespace holds copies of these mounts until the
-	// kernel frees it, shortly after its last process: meanwhile the
-	// mount point is busy (EBUSY) in every namespace. Wait that out.
+	// kernel frees it, shortly after its last process; meanwhile the mount
+	// point is busy (EBUSY) in every namespace. Wait that out.
 	for delay := time.Millisecond; ; delay *= 2 {
-		err = os.RemoveAll(dir)
+		err = RemoveAllOneFS(dir)
 		if err == nil || !errors.Is(err, unix.EBUSY) || delay > time.Second {
 			return err
 		}
 		time.Sleep(delay)
 	}
+}
+
+// ErrCrossesMount is returned by RemoveAllOneFS for a directory that is a
+// mount point below the tree being removed.
+var ErrCrossesMount = errors.New("refusing to remove across a mount point")
+
+// RemoveAllOneFS removes dir and everything below it without ever descending
+// into a directory that belongs to another mount (as rm --one-file-system).
+// Traversal is by descriptor (openat with O_NOFOLLOW), so a path renamed
+// during the walk cannot redirect it. dir not existing is not an error.
+func RemoveAllOneFS(dir string) error {
+	parent, err := unix.Open(filepath.Dir(dir), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", filepath.Dir(dir), err)
+	}
+	defer unix.Close(parent)
+	var st unix.Statx_t
+	if err := unix.Statx(parent, filepath.Base(dir), unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID|unix.STATX_TYPE, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return fmt.Errorf("statx %s: %w", dir, err)
+	}
+	return removeAt(parent, filepath.Base(dir), dir, st.Mnt_id)
+}
+
+func removeAt(parent int, name, path string, mnt uint64) error {
+	var st unix.Statx_t
+	if err := unix.Statx(parent, name, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID|unix.STATX_TYPE, &st); err != nil {
+		return fmt.Errorf("statx %s: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return unlinkat(parent, name, 0, path)
+	}
+	if st.Mnt_id != mnt || st.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0 {
+		// Not even rmdir: a mount point's own directory goes only once
+		// it is detached, and then this walk is retried.
+		return fmt.Errorf("%s: %w", path, ErrCrossesMount)
+	}
+	fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	d := os.NewFile(uintptr(fd), path)
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		d.Close()
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	for _, n := range names {
+		if err := removeAt(fd, n, filepath.Join(path, n), mnt); err != nil {
+			d.Close()
+			return err
+		}
+	}
+	d.Close()
+	return unlinkat(parent, name, unix.AT_REMOVEDIR, path)
+}
+
+func unlinkat(dirfd int, name string, flags int, path string) error {
+	if err := unix.Unlinkat(dirfd, name, flags); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove %s: %w", path, err)
+	}
+	return nil
 }
