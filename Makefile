@@ -34,7 +34,7 @@ test-unit:
 # Real containers, real sudo: needs root. Skipped cases are listed with
 # their reason at the end, never counted as passes.
 test-integration: build
-	PI_AGENT_BIN=$(CURDIR)/bin $(GO) test -tags '$(TAGS) integration' -count=1 -v -timeout 20m ./integration/ 2>&1 | tee integration.log; \
+	@$(GO) test -tags '$(TAGS) integration' -count=1 -v -timeout 20m ./integration/ 2>&1 | tee integration.log; \
 	  status=$${PIPESTATUS[0]}; \
 	  echo "--- integration summary:"; \
 	  grep -E '^\s*--- (PASS|FAIL|SKIP)' integration.log | sed 's/^ *//' | awk '{print $$2}' | tr -d : | sort | uniq -c; \
