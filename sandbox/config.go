@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/m3ta/pi-agent/merge"
 )
 
 // DefaultConfigPath is where the NixOS module (and the Debian quick start)
@@ -36,6 +39,20 @@ type Config struct {
 	Environment      map[string]string   `json:"environment"`
 	EnvironmentFiles []string            `json:"environmentFiles"`
 	Sandbox          SandboxConfig       `json:"sandbox"`
+	Sync             SyncConfig          `json:"sync"`
+}
+
+// SyncConfig tunes the copy of the host user's pi config into the runtime.
+type SyncConfig struct {
+	// Exclude adds patterns to the runtime-owned ones (/sessions, /bin,
+	// *.lock): "/x" is anchored at the config dir and covers what is below
+	// it, "x" matches a name anywhere; shell globs.
+	Exclude []string `json:"exclude"`
+	// MaxFileSize and MaxTotalSize bound one file and one sync (sizes as
+	// for memoryMax); MaxEntries bounds files and directories.
+	MaxFileSize  string `json:"maxFileSize"`
+	MaxTotalSize string `json:"maxTotalSize"`
+	MaxEntries   int    `json:"maxEntries"`
 }
 
 // AgentConfig says what runs inside the sandbox.
@@ -97,6 +114,9 @@ const (
 	DefaultMemoryMax    = "8G"
 	DefaultPidsMax      = 4096
 	DefaultTmpSize      = "2G"
+	DefaultMaxFileSize  = "64M"
+	DefaultMaxTotalSize = "512M"
+	DefaultMaxEntries   = 100000
 )
 
 // Backends the runner knows.
@@ -207,16 +227,21 @@ func (c *Config) applyDefaults() {
 	if c.Sandbox.ProjectScope == "" {
 		c.Sandbox.ProjectScope = "root"
 	}
+	if c.Sync.MaxFileSize == "" {
+		c.Sync.MaxFileSize = DefaultMaxFileSize
+	}
+	if c.Sync.MaxTotalSize == "" {
+		c.Sync.MaxTotalSize = DefaultMaxTotalSize
+	}
+	if c.Sync.MaxEntries == 0 {
+		c.Sync.MaxEntries = DefaultMaxEntries
+	}
 }
 
 var (
 	nameRE   = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
-
-// ReservedEnv are the variables the runner sets itself; configuration cannot
-// override them.
-var ReservedEnv = []string{"HOME", "USER", "LOGNAME", "PATH", "PI_CODING_AGENT_DIR"}
 
 // Validate checks every field and reports all problems at once, each naming
 // its field and saying how to fix it.
@@ -279,7 +304,7 @@ func (c *Config) Validate() error {
 		if !envKeyRE.MatchString(k) {
 			bad("environment", "%q is not a valid variable name", k)
 		}
-		for _, r := range ReservedEnv {
+		for _, r := range merge.Reserved {
 			if k == r {
 				bad("environment."+k, "is set by the runner and cannot be overridden")
 			}
@@ -323,6 +348,21 @@ func (c *Config) Validate() error {
 	default:
 		bad("sandbox.projectScope", "%q is not one of \"root\", \"project\"", c.Sandbox.ProjectScope)
 	}
+	for i, p := range c.Sync.Exclude {
+		if _, err := path.Match(strings.TrimPrefix(p, "/"), ""); err != nil || p == "" || p == "/" {
+			bad(fmt.Sprintf("sync.exclude[%d]", i), "%q is not a valid pattern", p)
+		}
+	}
+	for field, v := range map[string]string{"sync.maxFileSize": c.Sync.MaxFileSize, "sync.maxTotalSize": c.Sync.MaxTotalSize} {
+		if n, err := ParseSize(v); err != nil {
+			bad(field, "%v", err)
+		} else if n == 0 {
+			bad(field, "must be a finite size")
+		}
+	}
+	if c.Sync.MaxEntries < 0 {
+		bad("sync.maxEntries", "%d is negative", c.Sync.MaxEntries)
+	}
 	return errors.Join(errs...)
 }
 
@@ -354,6 +394,13 @@ func checkRelPath(p string) error {
 		}
 	}
 	return nil
+}
+
+// SyncLimits returns the sync limits as numbers (the config is validated).
+func (s SyncConfig) SyncLimits() merge.Limits {
+	f, _ := ParseSize(s.MaxFileSize)
+	t, _ := ParseSize(s.MaxTotalSize)
+	return merge.Limits{MaxFile: f, MaxTotal: t, MaxEntries: s.MaxEntries}
 }
 
 // ConfigDir returns the host user's pi config directory relative to home.

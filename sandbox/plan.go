@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/m3ta/pi-agent/merge"
 	"github.com/m3ta/pi-agent/rootfs"
 )
 
@@ -96,19 +97,29 @@ func terminalEnv(environ []string) []string {
 var safeValueRE = regexp.MustCompile(`^[A-Za-z0-9._@:+-]*$`)
 
 // AgentEnv builds the agent's environment: the runner's own variables, the
-// caller's terminal and locale variables, then the managed environment of
-// the config (which may not override the runner's).
-func AgentEnv(cfg *Config, home, agentDir, user string, callerEnv []string) []string {
+// caller's terminal and locale variables, then the layered environment
+// (merge.Environment: host .env, managed, environment files), which cannot
+// override the runner's.
+func AgentEnv(agentPath, home, agentDir, user string, callerEnv []string, layered []merge.Var) []string {
 	env := []string{
 		"HOME=" + home,
 		"USER=" + user,
 		"LOGNAME=" + user,
-		"PATH=" + cfg.Agent.Path,
+		"PATH=" + agentPath,
 		"PI_CODING_AGENT_DIR=" + agentDir,
 	}
-	env = append(env, terminalEnv(callerEnv)...)
-	for _, k := range sortedKeys(cfg.Environment) {
-		env = append(env, k+"="+cfg.Environment[k])
+	term := terminalEnv(callerEnv)
+	for _, v := range layered {
+		for i, kv := range term { // a layered definition replaces the caller's
+			if strings.HasPrefix(kv, v.Key+"=") {
+				term = append(term[:i], term[i+1:]...)
+				break
+			}
+		}
+	}
+	env = append(env, term...)
+	for _, v := range layered {
+		env = append(env, v.Key+"="+v.Value)
 	}
 	return env
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/m3ta/pi-agent/merge"
 )
 
 func TestWithin(t *testing.T) {
@@ -82,16 +84,12 @@ func TestTerminalEnvPassesOnlyTerminalVariables(t *testing.T) {
 }
 
 func TestAgentEnvRunnerVariablesComeFirstAndWin(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`{"agent": {"command": ["/x"], "path": "/opt/bin:/usr/bin"},
-		"hostUsers": {"a": {"projectRoots": ["/p/q"]}}, "environment": {"PI_MODEL": "m", "ANTHROPIC_BASE_URL": "http://127.0.0.1:1"}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := AgentEnv(cfg, "/home/pi-agent", "/home/pi-agent/.pi/agent", "pi-agent", []string{"TERM=dumb", "HOME=/home/alice", "PATH=/evil"})
+	layered := []merge.Var{{Key: "ANTHROPIC_BASE_URL", Value: "http://127.0.0.1:1"}, {Key: "PI_MODEL", Value: "m"}, {Key: "LANG", Value: "de_DE.UTF-8"}}
+	env := AgentEnv("/opt/bin:/usr/bin", "/home/pi-agent", "/home/pi-agent/.pi/agent", "pi-agent", []string{"TERM=dumb", "LANG=C", "HOME=/home/alice", "PATH=/evil"}, layered)
 	want := []string{
 		"HOME=/home/pi-agent", "USER=pi-agent", "LOGNAME=pi-agent", "PATH=/opt/bin:/usr/bin",
 		"PI_CODING_AGENT_DIR=/home/pi-agent/.pi/agent", "TERM=dumb",
-		"ANTHROPIC_BASE_URL=http://127.0.0.1:1", "PI_MODEL=m",
+		"ANTHROPIC_BASE_URL=http://127.0.0.1:1", "PI_MODEL=m", "LANG=de_DE.UTF-8",
 	}
 	if !slices.Equal(env, want) {
 		t.Errorf("AgentEnv =\n%q\nwant\n%q", env, want)

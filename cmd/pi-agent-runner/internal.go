@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 
+	"github.com/m3ta/pi-agent/merge"
 	"github.com/m3ta/pi-agent/sandbox"
 	"github.com/m3ta/pi-agent/sandbox/oci"
 )
@@ -11,6 +12,15 @@ import (
 // caller's rights (see sandbox.ResolveProject). It refuses to run as root.
 func cmdResolve() int {
 	if err := sandbox.ServeResolve(os.Stdin, os.NewFile(3, "sock")); err != nil {
+		return fail("%v", err)
+	}
+	return 0
+}
+
+// cmdSyncRead is the helper that reads the caller's pi config with the
+// caller's rights and streams it to the runner (see merge.Sync).
+func cmdSyncRead() int {
+	if err := merge.ServeRead(os.Stdin, os.Stdout); err != nil {
 		return fail("%v", err)
 	}
 	return 0

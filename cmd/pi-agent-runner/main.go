@@ -68,6 +68,8 @@ func dispatch(args []string) int {
 		return cmdResolve()
 	case "_reap":
 		return cmdReap(args[1:])
+	case "_sync-read":
+		return cmdSyncRead()
 	}
 	fmt.Fprintf(os.Stderr, "pi-agent-runner: unknown command %q\n\n%s", args[0], usage)
 	return 2

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/containerd/console"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/m3ta/pi-agent/merge"
 	"github.com/m3ta/pi-agent/rootfs"
 	"github.com/m3ta/pi-agent/sandbox"
 	"github.com/m3ta/pi-agent/sandbox/oci"
@@ -72,6 +74,8 @@ type request struct {
 	plan    *sandbox.Plan
 	backend sandbox.Backend
 	project *sandbox.Project
+	cfg     *sandbox.Config
+	host    sandbox.HostUser
 }
 
 // prepare performs every check and builds the Plan; it has no side effects
@@ -103,9 +107,6 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 	cfg, err := sandbox.LoadConfig(cfgPath, 0)
 	if err != nil {
 		return nil, err
-	}
-	if len(cfg.Settings) > 0 || len(cfg.EnvironmentFiles) > 0 {
-		return nil, fmt.Errorf("%s sets settings or environmentFiles, which this build does not apply yet; remove them rather than have them silently ignored", cfgPath)
 	}
 	hostUser, ok := cfg.HostUsers[caller.Name]
 	if !ok {
@@ -184,7 +185,6 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 		Agent:      agent,
 		AgentGroup: cfg.Group,
 		Args:       append(append([]string{}, cfg.Agent.Command...), agentArgs...),
-		Env:        sandbox.AgentEnv(cfg, agent.Home, agentDir, agent.Name, os.Environ()),
 		Cwd:        project.Cwd,
 		Project:    project.Path,
 		ProjectDir: project.Mount,
@@ -199,7 +199,7 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 		Init:       self,
 		Hostname:   "pi-agent",
 	}
-	return &request{plan: plan, backend: backend, project: project}, nil
+	return &request{plan: plan, backend: backend, project: project, cfg: cfg, host: hostUser}, nil
 }
 
 func isTerminal(f *os.File) bool {
@@ -207,13 +207,25 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// execute performs the side effects: runtime directory, leftovers of dead
-// runs, then the sandbox.
+// execute performs the side effects: runtime directory, config sync and
+// merge, leftovers of dead runs, then the sandbox.
 func execute(req *request) int {
 	p := req.plan
 	if err := ensureRuntimeDir(p); err != nil {
 		return fail("%v", err)
 	}
+	res, err := merge.Sync(context.Background(), syncOptions(req.cfg, p, req.host, false))
+	if err != nil {
+		return fail("sync config: %v", err)
+	}
+	env, warnings, err := merge.Environment(res.HostEnv, req.cfg.Environment, req.cfg.EnvironmentFiles)
+	if err != nil {
+		return fail("%v", err)
+	}
+	for _, w := range append(res.Warnings, warnings...) {
+		fmt.Fprintf(os.Stderr, "pi-agent-runner: warning: %s\n", w)
+	}
+	p.Env = sandbox.AgentEnv(req.cfg.Agent.Path, p.Agent.Home, p.AgentDir, p.Agent.Name, os.Environ(), env)
 	if ob, ok := req.backend.(*oci.Backend); ok {
 		if _, err := ob.GC(); err != nil {
 			fmt.Fprintf(os.Stderr, "pi-agent-runner: warning: cleaning up after dead runs: %v\n", err)
@@ -226,6 +238,27 @@ func execute(req *request) int {
 		return fail("%v", err)
 	}
 	return code
+}
+
+// syncOptions describes the config sync for the plan's caller.
+func syncOptions(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, dryRun bool) merge.Options {
+	groups := make([]uint32, len(p.Caller.Groups))
+	for i, g := range p.Caller.Groups {
+		groups[i] = uint32(g)
+	}
+	return merge.Options{
+		Exe:        "/proc/self/exe",
+		Caller:     &syscall.Credential{Uid: uint32(p.Caller.UID), Gid: uint32(p.Caller.GID), Groups: groups},
+		HostDir:    filepath.Join(p.Caller.Home, host.ConfigDir()),
+		UserDir:    filepath.Dir(p.RuntimeDir),
+		RuntimeDir: p.RuntimeDir,
+		AgentUID:   p.Agent.UID,
+		AgentGID:   p.Agent.GID,
+		Managed:    cfg.Settings,
+		Limits:     cfg.Sync.SyncLimits(),
+		Exclude:    cfg.Sync.Exclude,
+		DryRun:     dryRun,
+	}
 }
 
 // ensureRuntimeDir creates <stateDir>/users/<name>/agent: the state dir and

@@ -1,0 +1,468 @@
+package merge
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultExclude are runtime-owned: never synced from the host, never
+// deleted in the runtime.
+var DefaultExclude = []string{"/sessions", "/bin", "*.lock"}
+
+// Options describe one sync. The runner fills them from its config; every
+// path here is trusted (root-owned or derived from passwd), except what the
+// reader streams.
+type Options struct {
+	// Exe is the runner binary, re-executed as `_sync-read` for the caller.
+	Exe string
+	// Caller is the credential the reader runs with.
+	Caller *syscall.Credential
+	// HostDir is the caller's config dir (home + configPath).
+	HostDir string
+	// UserDir is <stateDir>/users/<name>: root-only, holds the manifest,
+	// the lock and the staging area.
+	UserDir string
+	// RuntimeDir is the agent-visible copy (<UserDir>/agent).
+	RuntimeDir string
+	// AgentUID and AgentGID own what is written into RuntimeDir.
+	AgentUID, AgentGID int
+	// Managed are the settings from the runner config; they always win.
+	Managed map[string]any
+	Limits  Limits
+	// Exclude adds patterns to DefaultExclude (see Excluded).
+	Exclude []string
+	// DryRun computes the result without changing the runtime.
+	DryRun bool
+	// Timeout bounds the whole read; 0 means two minutes.
+	Timeout time.Duration
+}
+
+// Result is what a sync produced.
+type Result struct {
+	Settings map[string]any // the runtime settings.json
+	HostEnv  []Var          // from the host's .env
+	Warnings []string
+	Written  int // files written
+	Deleted  int // files deleted
+	Kept     int // files pi changed, kept over the host's
+}
+
+const (
+	manifestName = "manifest.json"
+	lockName     = "sync.lock"
+	stagingName  = "staging"
+	maxSettings  = 4 << 20
+)
+
+// Sync brings the caller's host config into the runtime directory. Run it as
+// root; it reads the caller's files only through the reader it starts as the
+// caller. On error the runtime is left as it was, but for files already
+// moved into place (each of them whole: old or new).
+func Sync(ctx context.Context, o Options) (_ *Result, retErr error) {
+	if o.Limits == (Limits{}) {
+		o.Limits = DefaultLimits
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Minute
+	}
+	exclude := append(append([]string{}, DefaultExclude...), o.Exclude...)
+
+	unlock, err := lock(filepath.Join(o.UserDir, lockName))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	man := loadManifest(filepath.Join(o.UserDir, manifestName))
+	res := &Result{}
+	if man == nil {
+		man = &Manifest{Version: 1}
+	}
+
+	stagingDir := filepath.Join(o.UserDir, stagingName)
+	if err := resetDir(stagingDir); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(stagingDir) // root-only, never a mount point
+	staging, err := unix.Open(stagingDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(staging)
+
+	rx, err := o.receive(ctx, man, exclude, staging, res)
+	if err != nil {
+		return nil, err
+	}
+	hostSettings, err := ParseSettings(rx.settings, filepath.Join(o.HostDir, SettingsFile))
+	if err != nil {
+		return nil, err // the runtime is untouched
+	}
+	if rx.env != nil {
+		res.HostEnv, err = ParseDotenv(bytes.NewReader(rx.env), filepath.Join(o.HostDir, EnvFile))
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	rt, err := openTree(o.RuntimeDir, o.AgentUID, o.AgentGID)
+	if err != nil {
+		return nil, err
+	}
+	defer rt.Close()
+
+	current := map[string]any{}
+	if data, ok, err := rt.readFile(SettingsFile, maxSettings); err != nil {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("runtime %s: %v; starting from the host's", SettingsFile, err))
+	} else if ok {
+		if m, err := ParseSettings(data, "runtime "+SettingsFile); err != nil {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%v; starting from the host's", err))
+		} else {
+			current = m
+		}
+	}
+	merged := MergeSettings(hostSettings, o.Managed, current, man.Base)
+	res.Settings = merged.Runtime
+	if o.DryRun {
+		return res, nil
+	}
+
+	actions, next := Plan(rx.entries, man)
+	dirs := map[string]bool{}
+	for _, a := range actions {
+		if err := o.apply(rt, staging, a, res); err != nil {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s %s: %v", a.Op, a.Rel, err))
+			switch a.Op {
+			case OpWrite:
+				delete(next, a.Rel) // not written: sync it again next time
+			case OpMkdir:
+				continue
+			}
+		}
+		if a.Op == OpMkdir {
+			dirs[a.Rel] = true
+		}
+	}
+	if !reflect.DeepEqual(merged.Runtime, current) {
+		if err := writeSettings(rt, staging, merged.Runtime); err != nil {
+			return nil, fmt.Errorf("write runtime %s: %w", SettingsFile, err)
+		}
+	}
+	man.Files = man.Files[:0]
+	for _, e := range rx.entries {
+		if f, ok := next[e.Rel]; ok {
+			man.Files = append(man.Files, f)
+		}
+	}
+	man.Dirs = man.Dirs[:0]
+	for _, e := range rx.entries {
+		if e.Dir && dirs[e.Rel] {
+			man.Dirs = append(man.Dirs, []byte(e.Rel))
+		}
+	}
+	man.Base = merged.Base
+	if err := saveManifest(filepath.Join(o.UserDir, manifestName), man); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (o *Options) apply(rt *tree, staging int, a Action, res *Result) error {
+	switch a.Op {
+	case OpMkdir:
+		return rt.mkdirAll(a.Rel, a.Entry.Mode)
+	case OpWrite:
+		if dir := filepath.Dir(a.Rel); dir != "." {
+			if err := rt.mkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+		}
+		if err := rt.moveIn(staging, a.Entry.Staged, a.Rel); err != nil {
+			return err
+		}
+		res.Written++
+	case OpDelete:
+		h, err := rt.hashFile(a.Rel, o.Limits.MaxFile)
+		if err != nil || h == "" {
+			return err
+		}
+		if h != a.Old.Hash {
+			res.Kept++ // pi changed it: it stays, and is pi's from now on
+			return nil
+		}
+		if err := rt.remove(a.Rel, 0); err != nil {
+			return err
+		}
+		res.Deleted++
+	case OpRmdir:
+		if err := rt.remove(a.Rel, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
+			return err
+		}
+	}
+	return nil
+}
+
+type received struct {
+	entries  []HostEntry
+	settings []byte
+	env      []byte
+}
+
+// receive starts the reader as the caller and takes in its stream: files
+// with content are staged (owned by the agent, sanitized modes, hashed), the
+// settings and env files kept in memory. Every header is checked: paths, types,
+// sizes, counts, duplicates.
+func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, staging int, res *Result) (*received, error) {
+	req := ReadRequest{Root: o.HostDir, Limits: o.Limits, Exclude: exclude}
+	for _, f := range man.Files {
+		req.Known = append(req.Known, KnownFile{Path: f.Path, Key: f.Key})
+	}
+	in, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, o.Exe, "_sync-read")
+	cmd.Env = []string{}
+	cmd.Dir = "/"
+	cmd.Stdin = bytes.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 8 << 10}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.Caller, Pdeathsig: syscall.SIGKILL, Setsid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the config reader: %w", err)
+	}
+	rx, rerr := o.consume(out, exclude, staging, res)
+	if rerr != nil {
+		_ = cmd.Process.Kill()
+	}
+	_, _ = io.Copy(io.Discard, out)
+	werr := cmd.Wait()
+	if rerr != nil {
+		return nil, rerr
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("reading %s failed: %s", o.HostDir, firstLine(strings.TrimSpace(stderr.String()), werr.Error()))
+	}
+	return rx, nil
+}
+
+func (o *Options) consume(r io.Reader, exclude []string, staging int, res *Result) (*received, error) {
+	rx := &received{}
+	seen := map[string]bool{}
+	var total int64
+	for n := 0; ; n++ {
+		h, err := readFrame(r)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", o.HostDir, err)
+		}
+		if h.Type == "end" {
+			for i, w := range h.Warnings {
+				if i < 100 {
+					res.Warnings = append(res.Warnings, sanitize(w))
+				}
+			}
+			if h.Err != "" {
+				return nil, fmt.Errorf("reading %s: %s", o.HostDir, sanitize(h.Err))
+			}
+			return rx, nil
+		}
+		if n >= o.Limits.MaxEntries {
+			return nil, fmt.Errorf("reading %s: more than %d entries", o.HostDir, o.Limits.MaxEntries)
+		}
+		rel := string(h.Path)
+		if err := ValidRel(rel); err != nil {
+			return nil, fmt.Errorf("reading %s: %v", o.HostDir, err)
+		}
+		if seen[rel] {
+			return nil, fmt.Errorf("reading %s: %q sent twice", o.HostDir, rel)
+		}
+		seen[rel] = true
+		if h.Size < 0 || h.Size > o.Limits.MaxFile || (h.Type != "file" && h.Size != 0) || (h.Same && h.Size != 0) {
+			return nil, fmt.Errorf("%s: %d bytes, more than the limit of %d for one file", filepath.Join(o.HostDir, rel), h.Size, o.Limits.MaxFile)
+		}
+		total += h.Size
+		if total > o.Limits.MaxTotal {
+			return nil, fmt.Errorf("%s: the config is larger than the limit of %d bytes", filepath.Join(o.HostDir, rel), o.Limits.MaxTotal)
+		}
+		content := io.LimitReader(r, h.Size)
+		switch {
+		case h.Type == "dir":
+			if !Excluded(rel, exclude) {
+				rx.entries = append(rx.entries, HostEntry{Rel: rel, Dir: true, Mode: h.Mode})
+			}
+		case h.Type != "file":
+			return nil, fmt.Errorf("reading %s: unknown entry type %q", o.HostDir, h.Type)
+		case rel == SettingsFile || rel == EnvFile:
+			data, err := io.ReadAll(content)
+			if err != nil {
+				return nil, err
+			}
+			if h.Size > maxSettings {
+				return nil, fmt.Errorf("%s is larger than %d bytes", filepath.Join(o.HostDir, rel), maxSettings)
+			}
+			if rel == SettingsFile {
+				rx.settings = data
+			} else {
+				rx.env = data
+			}
+		case Excluded(rel, exclude):
+			// not ours to sync
+		case h.Same:
+			rx.entries = append(rx.entries, HostEntry{Rel: rel, Mode: h.Mode, Key: h.Key, Same: true})
+		default:
+			e := HostEntry{Rel: rel, Mode: h.Mode, Key: h.Key, Staged: fmt.Sprintf("f%07d", n)}
+			if e.Hash, err = o.stage(staging, e.Staged, content, h.Size, h.Mode); err != nil {
+				return nil, fmt.Errorf("stage %s: %w", rel, err)
+			}
+			rx.entries = append(rx.entries, e)
+		}
+		if _, err := io.Copy(io.Discard, content); err != nil { // whatever was not consumed
+			return nil, err
+		}
+	}
+}
+
+// stage writes one file into the root-only staging dir, owned by the agent,
+// with a sanitized mode, and returns its sha256.
+func (o *Options) stage(staging int, name string, r io.Reader, size int64, mode uint32) (string, error) {
+	fd, err := unix.Openat(staging, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return "", err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), r)
+	if err != nil {
+		return "", err
+	}
+	if n != size {
+		return "", io.ErrUnexpectedEOF
+	}
+	if err := unix.Fchown(fd, o.AgentUID, o.AgentGID); err != nil {
+		return "", err
+	}
+	if err := unix.Fchmod(fd, fileMode(mode)); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func writeSettings(rt *tree, staging int, settings map[string]any) error {
+	data, err := json.MarshalIndent(settings, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	o := &Options{AgentUID: rt.uid, AgentGID: rt.gid}
+	if _, err := o.stage(staging, "settings", bytes.NewReader(data), int64(len(data)), 0o600); err != nil {
+		return err
+	}
+	return rt.moveIn(staging, "settings", SettingsFile)
+}
+
+// lock takes the per-user sync lock. Concurrent runs of one user wait for
+// each other's sync (a dry run too: it uses the same staging area).
+func lock(p string) (func(), error) {
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open sync lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("take sync lock: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+func loadManifest(p string) *Manifest {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil
+	}
+	var m Manifest
+	if json.Unmarshal(data, &m) != nil || m.Version != 1 {
+		return nil // unreadable: sync everything again
+	}
+	return &m
+}
+
+// saveManifest replaces the manifest atomically.
+func saveManifest(p string, m *Manifest) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+func resetDir(p string) error {
+	if err := os.RemoveAll(p); err != nil {
+		return err
+	}
+	return os.Mkdir(p, 0o700)
+}
+
+// sanitize makes a message from the reader safe to print: one line, no
+// control characters, bounded length.
+func sanitize(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+func firstLine(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	l, _, _ := strings.Cut(s, "\n")
+	return sanitize(l)
+}
+
+type limitedBuffer struct {
+	buf *bytes.Buffer
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - l.buf.Len(); room > 0 {
+		if len(p) > room {
+			l.buf.Write(p[:room])
+		} else {
+			l.buf.Write(p)
+		}
+	}
+	return len(p), nil
+}
