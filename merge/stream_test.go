@@ -1,0 +1,167 @@
+package merge
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+type frame struct {
+	h    Header
+	body string
+}
+
+func stream(frames ...frame) *bytes.Buffer {
+	var b bytes.Buffer
+	for _, f := range frames {
+		h := f.h
+		if h.Type == "file" && !h.Same && h.Size == 0 {
+			h.Size = int64(len(f.body))
+		}
+		writeFrame(&b, &h)
+		b.WriteString(f.body)
+	}
+	return &b
+}
+
+func testConsume(t *testing.T, s *bytes.Buffer) (*received, *Result, string, error) {
+	t.Helper()
+	dir := t.TempDir()
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	o := &Options{HostDir: "/home/alice/.pi/agent", AgentUID: os.Getuid(), AgentGID: os.Getgid(), Limits: Limits{MaxFile: 100, MaxTotal: 150, MaxEntries: 10}}
+	res := &Result{}
+	rx, err := o.consume(s, DefaultExclude, fd, res)
+	return rx, res, dir, err
+}
+
+func TestConsumeStagesFiles(t *testing.T) {
+	rx, res, dir, err := testConsume(t, stream(
+		frame{h: Header{Path: []byte("skills"), Type: "dir", Mode: 0o755}},
+		frame{h: Header{Path: []byte("skills/x.md"), Type: "file", Mode: 0o4777, Key: "k"}, body: "hello"},
+		frame{h: Header{Path: []byte("settings.json"), Type: "file", Key: "s"}, body: `{"a":1}`},
+		frame{h: Header{Path: []byte(".env"), Type: "file", Key: "e"}, body: "A=1\n"},
+		frame{h: Header{Path: []byte("sessions/s.jsonl"), Type: "file", Key: "x"}, body: "runtime-owned"},
+		frame{h: Header{Path: []byte("a\nb\xff"), Type: "file", Key: "w"}, body: "odd name"},
+		frame{h: Header{Type: "end", Warnings: []string{"fifo: skipped\x1b[2J"}}},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(rx.settings) != `{"a":1}` || string(rx.env) != "A=1\n" {
+		t.Errorf("settings %q env %q", rx.settings, rx.env)
+	}
+	var rels []string
+	for _, e := range rx.entries {
+		rels = append(rels, e.Rel)
+	}
+	if strings.Join(rels, "|") != "skills|skills/x.md|a\nb\xff" {
+		t.Errorf("entries %q", rels)
+	}
+	st, err := os.Stat(filepath.Join(dir, rx.entries[1].Staged))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o755 || st.Mode()&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky) != 0 {
+		t.Errorf("staged mode %v: setuid and group/other write must go", st.Mode())
+	}
+	if len(res.Warnings) != 1 || strings.ContainsRune(res.Warnings[0], 0x1b) {
+		t.Errorf("warnings not sanitized: %q", res.Warnings)
+	}
+}
+
+func TestConsumeRejectsHostileStreams(t *testing.T) {
+	end := frame{h: Header{Type: "end"}}
+	for name, s := range map[string]*bytes.Buffer{
+		"dotdot":          stream(frame{h: Header{Path: []byte("../../etc/passwd"), Type: "file"}, body: "x"}, end),
+		"absolute":        stream(frame{h: Header{Path: []byte("/etc/passwd"), Type: "file"}, body: "x"}, end),
+		"inner dotdot":    stream(frame{h: Header{Path: []byte("skills/../../x"), Type: "file"}, body: "x"}, end),
+		"empty component": stream(frame{h: Header{Path: []byte("a//b"), Type: "file"}, body: "x"}, end),
+		"duplicate":       stream(frame{h: Header{Path: []byte("a"), Type: "file"}, body: "x"}, frame{h: Header{Path: []byte("a"), Type: "file"}, body: "y"}, end),
+		"too big":         stream(frame{h: Header{Path: []byte("big"), Type: "file"}, body: strings.Repeat("x", 101)}, end),
+		"too much":        stream(frame{h: Header{Path: []byte("a"), Type: "file"}, body: strings.Repeat("x", 80)}, frame{h: Header{Path: []byte("b"), Type: "file"}, body: strings.Repeat("x", 80)}, end),
+		"negative size":   stream(frame{h: Header{Path: []byte("a"), Type: "file", Size: -5}}, end),
+		"dir with body":   stream(frame{h: Header{Path: []byte("d"), Type: "dir", Size: 3}, body: "abc"}, end),
+		"unknown type":    stream(frame{h: Header{Path: []byte("s"), Type: "symlink"}}, end),
+		"reader error":    stream(frame{h: Header{Type: "end", Err: "the config has more than 10 entries"}}),
+		"truncated":       stream(frame{h: Header{Path: []byte("a"), Type: "file", Size: 50}, body: "short"}),
+		"no end":          stream(frame{h: Header{Path: []byte("a"), Type: "dir"}}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, _, _, err := testConsume(t, s); err == nil {
+				t.Error("accepted")
+			}
+		})
+	}
+	many := []frame{}
+	for i := 0; i < 12; i++ {
+		many = append(many, frame{h: Header{Path: []byte{byte('a' + i)}, Type: "dir"}})
+	}
+	if _, _, _, err := testConsume(t, stream(append(many, end)...)); err == nil || !strings.Contains(err.Error(), "more than 10 entries") {
+		t.Errorf("entry limit: %v", err)
+	}
+}
+
+// The reader's walk, in process: links followed, non-regular files skipped,
+// loops cut, unchanged files announced without content.
+func TestReaderWalk(t *testing.T) {
+	root := t.TempDir()
+	store := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "skills", "s"), 0o755)
+	os.WriteFile(filepath.Join(root, "AGENTS.md"), []byte("agents"), 0o644)
+	os.WriteFile(filepath.Join(store, "prompt.md"), []byte("from the store"), 0o444)
+	os.Symlink(filepath.Join(store, "prompt.md"), filepath.Join(root, "prompt.md"))
+	os.Symlink(root, filepath.Join(root, "skills", "loop"))
+	os.Symlink("/nonexistent", filepath.Join(root, "dangling"))
+	syscall.Mkfifo(filepath.Join(root, "fifo"), 0o644)
+	os.WriteFile(filepath.Join(root, "skills", "s", "SKILL.md"), []byte("skill"), 0o644)
+	os.MkdirAll(filepath.Join(root, "sessions"), 0o755)
+	os.WriteFile(filepath.Join(root, "sessions", "x"), []byte("no"), 0o644)
+
+	read := func(known []KnownFile) (map[string]*Header, map[string]string, *Header) {
+		req, _ := json.Marshal(ReadRequest{Root: root, Known: known, Limits: DefaultLimits, Exclude: DefaultExclude})
+		var out bytes.Buffer
+		if err := serveRead(bytes.NewReader(req), &out); err != nil {
+			t.Fatal(err)
+		}
+		hs, bodies := map[string]*Header{}, map[string]string{}
+		for {
+			h, err := readFrame(&out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Type == "end" {
+				return hs, bodies, h
+			}
+			body := make([]byte, h.Size)
+			out.Read(body)
+			hs[string(h.Path)], bodies[string(h.Path)] = h, string(body)
+		}
+	}
+	hs, bodies, end := read(nil)
+	if bodies["prompt.md"] != "from the store" || bodies["skills/s/SKILL.md"] != "skill" {
+		t.Errorf("bodies %q", bodies)
+	}
+	for _, absent := range []string{"fifo", "dangling", "sessions", "sessions/x", "skills/loop"} {
+		if _, ok := hs[absent]; ok {
+			t.Errorf("%s was sent", absent)
+		}
+	}
+	if end.Err != "" || len(end.Warnings) != 3 {
+		t.Errorf("end: err %q warnings %q (want fifo, dangling, loop)", end.Err, end.Warnings)
+	}
+	// Second walk: known keys make unchanged files content-free.
+	hs2, bodies2, _ := read([]KnownFile{{Path: []byte("AGENTS.md"), Key: hs["AGENTS.md"].Key}})
+	if !hs2["AGENTS.md"].Same || bodies2["AGENTS.md"] != "" || hs2["prompt.md"].Same {
+		t.Errorf("unchanged detection: %+v %+v", hs2["AGENTS.md"], hs2["prompt.md"])
+	}
+}
