@@ -3,33 +3,33 @@ package merge
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"sort"
+	"runtime"
+	"strconv"
 	"strings"
-	"syscall"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
 // The host config is read by a helper that runs as the caller (their uid,
 // gid and groups, no capabilities, no_new_privs) and streams the tree to the
-// root side over a pipe: a frame is a 4-byte big-endian length, a JSON
-// header, and for a file with content, exactly Size bytes. Everything in the
+// root side over a pipe: a frame is a 4-byte big-endian length, a binary
+// header (codec.go), and for a file with content, exactly Size bytes. Everything in the
 // stream is the caller's to choose; the root side validates it all.
 
 // Header describes one entry of the stream.
 type Header struct {
 	Path     []byte   `json:"p,omitempty"` // relative, '/'-separated; bytes, so any name survives
-	Type     string   `json:"t"`           // "dir", "file", "end"
+	Type     string   `json:"t"`           // "dir", "file", "gone", "end"
 	Mode     uint32   `json:"m,omitempty"` // permission bits
 	Size     int64    `json:"s,omitempty"` // content length that follows
 	Key      string   `json:"k,omitempty"` // identity of the host file: dev:ino:size:mtime:ctime
-	Same     bool     `json:"u,omitempty"` // unchanged since the Key the root side knew: no content
 	Warnings []string `json:"w,omitempty"` // on "end"
 	Err      string   `json:"e,omitempty"` // on "end": the walk failed
 }
@@ -44,8 +44,9 @@ type Limits struct {
 // DefaultLimits fit a pi config with skills and prompts, not a dataset.
 var DefaultLimits = Limits{MaxFile: 64 << 20, MaxTotal: 512 << 20, MaxEntries: 100000}
 
-// KnownFile tells the reader a file's key at the last sync, so an unchanged
-// file is announced without content.
+// KnownFile tells the reader a file's key at the last sync. A file still at
+// that key is not sent at all; a known file the walk no longer finds is
+// announced "gone". An unchanged sync thus streams next to nothing.
 type KnownFile struct {
 	Path []byte `json:"p"`
 	Key  string `json:"k"`
@@ -62,16 +63,13 @@ type ReadRequest struct {
 const maxHeader = 64 << 10
 
 func writeFrame(w io.Writer, h *Header) error {
-	b, err := json.Marshal(h)
-	if err != nil {
-		return err
-	}
+	b := encodeHeader(h)
 	var n [4]byte
 	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
 	if _, err := w.Write(n[:]); err != nil {
 		return err
 	}
-	_, err = w.Write(b)
+	_, err := w.Write(b)
 	return err
 }
 
@@ -88,11 +86,7 @@ func readFrame(r io.Reader) (*Header, error) {
 	if _, err := io.ReadFull(r, b); err != nil {
 		return nil, err
 	}
-	var h Header
-	if err := json.Unmarshal(b, &h); err != nil {
-		return nil, fmt.Errorf("malformed stream: %w", err)
-	}
-	return &h, nil
+	return decodeHeader(b)
 }
 
 // Excluded reports whether rel (a '/'-separated relative path) is excluded
@@ -100,24 +94,50 @@ func readFrame(r io.Reader) (*Header, error) {
 // root and excludes the path it matches and everything below it; any other
 // pattern matches a single name anywhere (as "*.lock" does).
 func Excluded(rel string, patterns []string) bool {
-	comps := strings.Split(rel, "/")
 	for _, p := range patterns {
 		if anchored, ok := strings.CutPrefix(p, "/"); ok {
-			depth := strings.Count(anchored, "/") + 1
-			if depth <= len(comps) {
-				if m, _ := path.Match(anchored, strings.Join(comps[:depth], "/")); m {
-					return true
+			// Compare the pattern's components with the path's first ones.
+			rest := rel
+			matched := true
+			for anchored != "" {
+				var pc, c string
+				pc, anchored, _ = strings.Cut(anchored, "/")
+				if rest == "" {
+					matched = false
+					break
 				}
+				c, rest, _ = strings.Cut(rest, "/")
+				if !matchName(pc, c) {
+					matched = false
+					break
+				}
+			}
+			if matched {
+				return true
 			}
 			continue
 		}
-		for _, c := range comps {
-			if m, _ := path.Match(p, c); m {
+		for rest := rel; rest != ""; {
+			var c string
+			c, rest, _ = strings.Cut(rest, "/")
+			if matchName(p, c) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// matchName matches one name against one glob component.
+func matchName(pattern, name string) bool {
+	if !strings.ContainsAny(pattern, `*?[\`) {
+		return pattern == name
+	}
+	if suffix, ok := strings.CutPrefix(pattern, "*"); ok && !strings.ContainsAny(suffix, `*?[\`) {
+		return strings.HasSuffix(name, suffix) // "*.lock", the common case
+	}
+	m, _ := path.Match(pattern, name)
+	return m
 }
 
 // AlwaysSend are read in full at every sync: the settings and env layers.
@@ -145,12 +165,12 @@ func ServeRead(in io.Reader, out io.Writer) error {
 }
 
 func serveRead(in io.Reader, out io.Writer) error {
-	var req ReadRequest
-	if err := json.NewDecoder(io.LimitReader(in, 64<<20)).Decode(&req); err != nil {
-		return fmt.Errorf("decode request: %w", err)
+	req, err := readRequest(in)
+	if err != nil {
+		return err
 	}
 	bw := bufio.NewWriterSize(out, 256<<10)
-	w := &walker{req: req, out: bw, known: map[string]string{}, visited: map[[2]uint64]bool{}}
+	w := &walker{req: *req, out: bw, known: map[string]string{}, seen: map[string]bool{}, visited: map[[2]uint64]bool{}}
 	for _, k := range req.Known {
 		w.known[string(k.Path)] = k.Key
 	}
@@ -160,6 +180,14 @@ func serveRead(in io.Reader, out io.Writer) error {
 	end := &Header{Type: "end"}
 	if err := w.walkRoot(); err != nil {
 		end.Err = err.Error()
+	} else {
+		for _, k := range req.Known {
+			if !w.seen[string(k.Path)] {
+				if err := writeFrame(bw, &Header{Type: "gone", Path: k.Path}); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	end.Warnings = w.warnings
 	if err := writeFrame(bw, end); err != nil {
@@ -172,6 +200,7 @@ type walker struct {
 	req      ReadRequest
 	out      *bufio.Writer
 	known    map[string]string
+	seen     map[string]bool // known files the walk found
 	visited  map[[2]uint64]bool
 	warnings []string
 	entries  int
@@ -185,55 +214,97 @@ func (w *walker) warn(format string, args ...any) {
 }
 
 func (w *walker) walkRoot() error {
-	var st unix.Stat_t
-	if err := unix.Stat(w.req.Root, &st); err != nil {
+	fd, err := unix.Open(w.req.Root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return nil // no host config: nothing to sync
 		}
 		return fmt.Errorf("%s: %w", w.req.Root, err)
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return fmt.Errorf("%s is not a directory", w.req.Root)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return err
 	}
 	w.visited[[2]uint64{st.Dev, st.Ino}] = true
-	return w.walkDir(w.req.Root, "", 0)
+	return w.walkDir(fd, "", 0)
 }
 
-func (w *walker) walkDir(dir, rel string, depth int) error {
+// walkDir walks the directory open at fd (and closes it). Entries are
+// resolved relative to the descriptor: links are followed, with the
+// caller's rights, but the directory itself cannot be swapped underneath.
+func (w *walker) walkDir(fd int, rel string, depth int) error {
+	f := os.NewFile(uintptr(fd), rel)
+	names, err := f.Readdirnames(-1)
+	defer f.Close()
+	if err != nil {
+		w.warn("%s: %v, skipped", displayRel(rel), err)
+		return nil
+	}
 	if depth > 32 {
 		w.warn("%s: deeper than 32 levels, skipped", rel)
 		return nil
 	}
-	f, err := os.Open(dir)
-	if err != nil {
-		w.warn("%s: %v, skipped", displayRel(rel), err)
-		return nil
-	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil {
-		w.warn("%s: %v, skipped", displayRel(rel), err)
-		return nil
-	}
 	sort.Strings(names)
+	kept := names[:0]
 	for _, name := range names {
-		childRel := name
-		if rel != "" {
-			childRel = rel + "/" + name
+		if !Excluded(joinRel(rel, name), w.req.Exclude) {
+			kept = append(kept, name)
 		}
-		if Excluded(childRel, w.req.Exclude) {
-			continue
-		}
-		if err := w.entry(dir+"/"+name, childRel, depth); err != nil {
+	}
+	stats := statAll(fd, kept)
+	for i, name := range kept {
+		if err := w.entry(fd, name, joinRel(rel, name), depth, &stats[i]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (w *walker) entry(full, rel string, depth int) error {
-	var st unix.Stat_t
-	if err := unix.Stat(full, &st); err != nil { // follows links, with the caller's rights
+func joinRel(rel, name string) string {
+	if rel == "" {
+		return name
+	}
+	return rel + "/" + name
+}
+
+type statResult struct {
+	st  unix.Stat_t
+	err error
+}
+
+// statAll stats the names in dirfd, following links (with the caller's
+// rights), on as many threads as the machine has: an unchanged sync is
+// little else than these stats.
+func statAll(dirfd int, names []string) []statResult {
+	out := make([]statResult, len(names))
+	workers := runtime.GOMAXPROCS(0)
+	if workers > 8 {
+		workers = 8
+	}
+	if len(names) < 64 || workers < 2 {
+		for i, n := range names {
+			out[i].err = unix.Fstatat(dirfd, n, &out[i].st, 0)
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(names); i += workers {
+				out[i].err = unix.Fstatat(dirfd, names[i], &out[i].st, 0)
+			}
+		}(w)
+	}
+	wg.Wait()
+	return out
+}
+
+func (w *walker) entry(dirfd int, name, rel string, depth int, sr *statResult) error {
+	st := sr.st
+	if err := sr.err; err != nil {
 		w.warn("%s: %v, skipped", rel, err)
 		return nil
 	}
@@ -248,15 +319,21 @@ func (w *walker) entry(full, rel string, depth int) error {
 			w.warn("%s: a link back to a directory already synced, skipped", rel)
 			return nil
 		}
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			w.warn("%s: %v, skipped", rel, err)
+			return nil
+		}
 		w.visited[id] = true
 		if err := writeFrame(w.out, &Header{Path: []byte(rel), Type: "dir", Mode: st.Mode & 0o7777}); err != nil {
+			unix.Close(fd)
 			return err
 		}
-		err := w.walkDir(full, rel, depth+1)
+		err = w.walkDir(fd, rel, depth+1)
 		delete(w.visited, id)
 		return err
 	case unix.S_IFREG:
-		return w.file(full, rel, &st)
+		return w.file(dirfd, name, rel, &st)
 	default:
 		w.warn("%s: not a regular file or directory (FIFO, socket or device), skipped", rel)
 		return nil
@@ -264,28 +341,45 @@ func (w *walker) entry(full, rel string, depth int) error {
 }
 
 func statKey(st *unix.Stat_t) string {
-	return fmt.Sprintf("%d:%d:%d:%d.%d:%d.%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec)
+	b := make([]byte, 0, 64)
+	b = strconv.AppendUint(b, st.Dev, 10)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, st.Ino, 10)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, st.Size, 10)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, st.Mtim.Sec, 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, st.Mtim.Nsec, 10)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, st.Ctim.Sec, 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, st.Ctim.Nsec, 10)
+	return string(b)
 }
 
-func (w *walker) file(full, rel string, st *unix.Stat_t) error {
+func (w *walker) file(dirfd int, name, rel string, st *unix.Stat_t) error {
 	key := statKey(st)
-	h := &Header{Path: []byte(rel), Type: "file", Mode: st.Mode & 0o7777, Key: key}
-	if w.known[rel] == key {
-		h.Same = true
-		return writeFrame(w.out, h)
+	if k, ok := w.known[rel]; ok {
+		w.seen[rel] = true
+		if k == key {
+			return nil // unchanged: the root side has it
+		}
 	}
+	h := &Header{Path: []byte(rel), Type: "file", Mode: st.Mode & 0o7777, Key: key}
 	if st.Size > w.req.Limits.MaxFile {
 		return fmt.Errorf("%s is %d bytes, more than the limit of %d for one file", rel, st.Size, w.req.Limits.MaxFile)
 	}
 	// O_NONBLOCK: a file swapped for a FIFO after the stat must not hang us.
-	f, err := os.OpenFile(full, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		w.warn("%s: %v, skipped", rel, err)
 		return nil
 	}
+	f := os.NewFile(uintptr(fd), rel)
 	defer f.Close()
 	var fst unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &fst); err != nil || fst.Mode&unix.S_IFMT != unix.S_IFREG || fst.Dev != st.Dev || fst.Ino != st.Ino {
+	if err := unix.Fstat(fd, &fst); err != nil || fst.Mode&unix.S_IFMT != unix.S_IFREG || fst.Dev != st.Dev || fst.Ino != st.Ino {
 		w.warn("%s: changed while it was read, skipped", rel)
 		return nil
 	}

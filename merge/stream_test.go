@@ -2,9 +2,9 @@ package merge
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,7 +21,7 @@ func stream(frames ...frame) *bytes.Buffer {
 	var b bytes.Buffer
 	for _, f := range frames {
 		h := f.h
-		if h.Type == "file" && !h.Same && h.Size == 0 {
+		if h.Type == "file" && h.Size == 0 {
 			h.Size = int64(len(f.body))
 		}
 		writeFrame(&b, &h)
@@ -91,7 +91,7 @@ func TestConsumeRejectsHostileStreams(t *testing.T) {
 		"too much":        stream(frame{h: Header{Path: []byte("a"), Type: "file"}, body: strings.Repeat("x", 80)}, frame{h: Header{Path: []byte("b"), Type: "file"}, body: strings.Repeat("x", 80)}, end),
 		"negative size":   stream(frame{h: Header{Path: []byte("a"), Type: "file", Size: -5}}, end),
 		"dir with body":   stream(frame{h: Header{Path: []byte("d"), Type: "dir", Size: 3}, body: "abc"}, end),
-		"unknown type":    stream(frame{h: Header{Path: []byte("s"), Type: "symlink"}}, end),
+		"unknown type":    stream(frame{h: Header{Path: []byte("s"), Type: "symlink"}}, end), // encodes as type 0
 		"reader error":    stream(frame{h: Header{Type: "end", Err: "the config has more than 10 entries"}}),
 		"truncated":       stream(frame{h: Header{Path: []byte("a"), Type: "file", Size: 50}, body: "short"}),
 		"no end":          stream(frame{h: Header{Path: []byte("a"), Type: "dir"}}),
@@ -128,9 +128,9 @@ func TestReaderWalk(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "sessions", "x"), []byte("no"), 0o644)
 
 	read := func(known []KnownFile) (map[string]*Header, map[string]string, *Header) {
-		req, _ := json.Marshal(ReadRequest{Root: root, Known: known, Limits: DefaultLimits, Exclude: DefaultExclude})
-		var out bytes.Buffer
-		if err := serveRead(bytes.NewReader(req), &out); err != nil {
+		var req, out bytes.Buffer
+		writeRequest(&req, &ReadRequest{Root: root, Known: known, Limits: DefaultLimits, Exclude: DefaultExclude})
+		if err := serveRead(&req, &out); err != nil {
 			t.Fatal(err)
 		}
 		hs, bodies := map[string]*Header{}, map[string]string{}
@@ -159,9 +159,53 @@ func TestReaderWalk(t *testing.T) {
 	if end.Err != "" || len(end.Warnings) != 3 {
 		t.Errorf("end: err %q warnings %q (want fifo, dangling, loop)", end.Err, end.Warnings)
 	}
-	// Second walk: known keys make unchanged files content-free.
-	hs2, bodies2, _ := read([]KnownFile{{Path: []byte("AGENTS.md"), Key: hs["AGENTS.md"].Key}})
-	if !hs2["AGENTS.md"].Same || bodies2["AGENTS.md"] != "" || hs2["prompt.md"].Same {
-		t.Errorf("unchanged detection: %+v %+v", hs2["AGENTS.md"], hs2["prompt.md"])
+	// Second walk: a known file at its key is not sent; a changed one is;
+	// a known one that disappeared is announced gone.
+	hs2, _, _ := read([]KnownFile{
+		{Path: []byte("AGENTS.md"), Key: hs["AGENTS.md"].Key},
+		{Path: []byte("prompt.md"), Key: "stale"},
+		{Path: []byte("removed.md"), Key: "k"},
+	})
+	if _, sent := hs2["AGENTS.md"]; sent {
+		t.Error("an unchanged file was sent")
 	}
+	if h := hs2["prompt.md"]; h == nil || h.Type != "file" || h.Size == 0 {
+		t.Errorf("a changed file was not sent with content: %+v", h)
+	}
+	if h := hs2["removed.md"]; h == nil || h.Type != "gone" {
+		t.Errorf("a vanished known file was not announced gone: %+v", h)
+	}
+}
+
+func TestManifestRoundTrip(t *testing.T) {
+	m := &Manifest{Version: 1, Base: map[string]any{"a": 1.0, "n": nil, "l": []any{"x"}},
+		Dirs:  [][]byte{[]byte("d"), []byte("d\xff")},
+		Files: []ManifestFile{{Path: []byte("d/a\nb"), Key: "1:2:3", Hash: strings.Repeat("ab", 32), Mode: 0o644}}}
+	data, err := encodeManifest(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := decodeManifest(data)
+	if err != nil || !reflect.DeepEqual(back, m) {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+	for i := 0; i < len(data); i += 7 {
+		if _, err := decodeManifest(data[:i]); err == nil {
+			t.Fatalf("truncated manifest (%d of %d bytes) accepted", i, len(data))
+		}
+	}
+}
+
+func FuzzDecodeHeader(f *testing.F) {
+	f.Add(encodeHeader(&Header{Type: "file", Path: []byte("a/b"), Size: 3, Key: "k", Mode: 0o644}))
+	f.Add(encodeHeader(&Header{Type: "end", Warnings: []string{"w"}, Err: "e"}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := decodeHeader(b)
+		if err != nil {
+			return
+		}
+		if h2, err := decodeHeader(encodeHeader(h)); err != nil || !reflect.DeepEqual(h, h2) {
+			t.Fatalf("re-encoding changes the header: %+v %+v %v", h, h2, err)
+		}
+	})
 }

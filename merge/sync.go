@@ -1,6 +1,7 @@
 package merge
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -88,11 +89,13 @@ func Sync(ctx context.Context, o Options) (_ *Result, retErr error) {
 	}
 	defer unlock()
 
-	man := loadManifest(filepath.Join(o.UserDir, manifestName))
-	res := &Result{}
-	if man == nil {
-		man = &Manifest{Version: 1}
+	manPath := filepath.Join(o.UserDir, manifestName)
+	manRaw, _ := os.ReadFile(manPath)
+	man, err := decodeManifest(manRaw)
+	if err != nil {
+		man = &Manifest{Version: 1} // none, or unreadable: sync everything
 	}
+	res := &Result{}
 
 	stagingDir := filepath.Join(o.UserDir, stagingName)
 	if err := resetDir(stagingDir); err != nil {
@@ -105,9 +108,28 @@ func Sync(ctx context.Context, o Options) (_ *Result, retErr error) {
 	}
 	defer unix.Close(staging)
 
+	// Files the manifest had that are excluded now are the runtime's:
+	// forgotten, never deleted.
+	kept := man.Files[:0]
+	for _, f := range man.Files {
+		if !Excluded(string(f.Path), exclude) {
+			kept = append(kept, f)
+		}
+	}
+	man.Files = kept
 	rx, err := o.receive(ctx, man, exclude, staging, res)
 	if err != nil {
 		return nil, err
+	}
+	// What the reader did not mention is unchanged.
+	sent := make(map[string]bool, len(rx.entries))
+	for _, e := range rx.entries {
+		sent[e.Rel] = true
+	}
+	for _, f := range man.Files {
+		if rel := string(f.Path); !sent[rel] && !rx.gone[rel] {
+			rx.entries = append(rx.entries, HostEntry{Rel: rel, Mode: f.Mode, Key: f.Key, Same: true})
+		}
 	}
 	hostSettings, err := ParseSettings(rx.settings, filepath.Join(o.HostDir, SettingsFile))
 	if err != nil {
@@ -163,21 +185,22 @@ func Sync(ctx context.Context, o Options) (_ *Result, retErr error) {
 			return nil, fmt.Errorf("write runtime %s: %w", SettingsFile, err)
 		}
 	}
-	man.Files = man.Files[:0]
+	nm := &Manifest{Version: 1, Base: merged.Base}
 	for _, e := range rx.entries {
 		if f, ok := next[e.Rel]; ok {
-			man.Files = append(man.Files, f)
+			nm.Files = append(nm.Files, f)
+		} else if e.Dir && dirs[e.Rel] {
+			nm.Dirs = append(nm.Dirs, []byte(e.Rel))
 		}
 	}
-	man.Dirs = man.Dirs[:0]
-	for _, e := range rx.entries {
-		if e.Dir && dirs[e.Rel] {
-			man.Dirs = append(man.Dirs, []byte(e.Rel))
-		}
-	}
-	man.Base = merged.Base
-	if err := saveManifest(filepath.Join(o.UserDir, manifestName), man); err != nil {
+	data, err := encodeManifest(nm)
+	if err != nil {
 		return nil, err
+	}
+	if !bytes.Equal(data, manRaw) {
+		if err := saveManifest(manPath, data); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
 }
@@ -219,6 +242,7 @@ func (o *Options) apply(rt *tree, staging int, a Action, res *Result) error {
 
 type received struct {
 	entries  []HostEntry
+	gone     map[string]bool
 	settings []byte
 	env      []byte
 }
@@ -232,8 +256,8 @@ func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, 
 	for _, f := range man.Files {
 		req.Known = append(req.Known, KnownFile{Path: f.Path, Key: f.Key})
 	}
-	in, err := json.Marshal(req)
-	if err != nil {
+	var in bytes.Buffer
+	if err := writeRequest(&in, &req); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
@@ -241,7 +265,7 @@ func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, 
 	cmd := exec.CommandContext(ctx, o.Exe, "_sync-read")
 	cmd.Env = []string{}
 	cmd.Dir = "/"
-	cmd.Stdin = bytes.NewReader(in)
+	cmd.Stdin = &in
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 8 << 10}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.Caller, Pdeathsig: syscall.SIGKILL, Setsid: true}
@@ -252,7 +276,7 @@ func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start the config reader: %w", err)
 	}
-	rx, rerr := o.consume(out, exclude, staging, res)
+	rx, rerr := o.consume(bufio.NewReaderSize(out, 256<<10), exclude, staging, res)
 	if rerr != nil {
 		_ = cmd.Process.Kill()
 	}
@@ -268,7 +292,7 @@ func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, 
 }
 
 func (o *Options) consume(r io.Reader, exclude []string, staging int, res *Result) (*received, error) {
-	rx := &received{}
+	rx := &received{gone: map[string]bool{}}
 	seen := map[string]bool{}
 	var total int64
 	for n := 0; ; n++ {
@@ -298,7 +322,7 @@ func (o *Options) consume(r io.Reader, exclude []string, staging int, res *Resul
 			return nil, fmt.Errorf("reading %s: %q sent twice", o.HostDir, rel)
 		}
 		seen[rel] = true
-		if h.Size < 0 || h.Size > o.Limits.MaxFile || (h.Type != "file" && h.Size != 0) || (h.Same && h.Size != 0) {
+		if h.Size < 0 || h.Size > o.Limits.MaxFile || (h.Type != "file" && h.Size != 0) {
 			return nil, fmt.Errorf("%s: %d bytes, more than the limit of %d for one file", filepath.Join(o.HostDir, rel), h.Size, o.Limits.MaxFile)
 		}
 		total += h.Size
@@ -311,6 +335,8 @@ func (o *Options) consume(r io.Reader, exclude []string, staging int, res *Resul
 			if !Excluded(rel, exclude) {
 				rx.entries = append(rx.entries, HostEntry{Rel: rel, Dir: true, Mode: h.Mode})
 			}
+		case h.Type == "gone":
+			rx.gone[rel] = true
 		case h.Type != "file":
 			return nil, fmt.Errorf("reading %s: unknown entry type %q", o.HostDir, h.Type)
 		case rel == SettingsFile || rel == EnvFile:
@@ -328,8 +354,6 @@ func (o *Options) consume(r io.Reader, exclude []string, staging int, res *Resul
 			}
 		case Excluded(rel, exclude):
 			// not ours to sync
-		case h.Same:
-			rx.entries = append(rx.entries, HostEntry{Rel: rel, Mode: h.Mode, Key: h.Key, Same: true})
 		default:
 			e := HostEntry{Rel: rel, Mode: h.Mode, Key: h.Key, Staged: fmt.Sprintf("f%07d", n)}
 			if e.Hash, err = o.stage(staging, e.Staged, content, h.Size, h.Mode); err != nil {
@@ -396,24 +420,8 @@ func lock(p string) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-func loadManifest(p string) *Manifest {
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return nil
-	}
-	var m Manifest
-	if json.Unmarshal(data, &m) != nil || m.Version != 1 {
-		return nil // unreadable: sync everything again
-	}
-	return &m
-}
-
 // saveManifest replaces the manifest atomically.
-func saveManifest(p string, m *Manifest) error {
-	data, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
+func saveManifest(p string, data []byte) error {
 	tmp := p + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return err
