@@ -3,12 +3,12 @@ package merge
 import (
 	"bufio"
 	"bytes"
-	"sort"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 )
 
 // A small binary codec for the stream headers, the list of known files and
@@ -74,6 +74,7 @@ func (d *dec) u64() uint64 {
 	}
 	return 0
 }
+
 // bytes16 and bytes32 return slices of the decoded buffer (no copy): every
 // buffer decoded here is fresh and owned by its result.
 func (d *dec) bytes16() []byte { return d.take(int(d.u16())) }
