@@ -457,3 +457,38 @@ func TestSyncSwappedDirectoryLink(t *testing.T) {
 		t.Errorf("leaked through a swapped link: %v", bad)
 	}
 }
+
+// `config` shows the merged settings and the environment's names and
+// sources, never a value, and changes nothing in the runtime.
+func TestConfigCommandRedacts(t *testing.T) {
+	f := setup(t)
+	dir := f.freshConfig(t)
+	f.put(t, dir, "settings.json", `{"theme": "dark"}`)
+	f.put(t, dir, ".env", "HOST_TOKEN=host-secret-value\n")
+	if err := f.writeConfig(`{"stateDir": %q, "agent": {"command": ["/usr/bin/env"]}, "hostUsers": {%q: {"projectRoots": ["~/proj"]}},
+		"settings": {"defaultModel": "managed"}, "environment": {"API_KEY": "managed-secret-value"}}`, f.stateDir, aliceName); err != nil {
+		t.Fatal(err)
+	}
+	defer f.restoreConfig(t)
+	r := f.exec(t, f.project, "", f.runner, "config", "--config", f.config, "--as-user", aliceName)
+	if r.code != 0 {
+		t.Fatalf("config: %s", r)
+	}
+	for _, want := range []string{`"theme": "dark"`, `"defaultModel": "managed"`, `"key": "HOST_TOKEN"`, `"key": "API_KEY"`, `"source": "config environment"`, ".env:1"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("config output lacks %s:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "secret-value") {
+		t.Errorf("config printed a value:\n%s", r.stdout)
+	}
+	if _, ok := readRuntime(t, f, "settings.json"); ok {
+		t.Error("config wrote the runtime")
+	}
+	// Through the wrapper and sudo: the caller's own view.
+	withSudoRule(t, f)
+	r = f.asUser(t, aliceName, f.project, nil, f.wrapper, "--show-config")
+	if r.code != 0 || !strings.Contains(r.stdout, `"key": "HOST_TOKEN"`) || strings.Contains(r.stdout, "secret-value") {
+		t.Errorf("pi --show-config: %s", r)
+	}
+}

@@ -37,6 +37,7 @@ caller's pi config.
 
 Usage:
   pi-agent-runner run [--backend oci|systemd] -- [AGENT ARGS...]
+  pi-agent-runner config
   pi-agent-runner gc
   pi-agent-runner help
 
@@ -61,6 +62,8 @@ func dispatch(args []string) int {
 		return cmdRun(args[1:])
 	case "gc":
 		return cmdGC(args[1:])
+	case "config":
+		return cmdConfig(args[1:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return 0

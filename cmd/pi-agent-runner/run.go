@@ -81,37 +81,11 @@ type request struct {
 // prepare performs every check and builds the Plan; it has no side effects
 // on the host beyond the read-only resolution of the caller's paths.
 func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
-	if os.Geteuid() != 0 {
-		return nil, errors.New("must run as root: use the pi wrapper, which calls the runner through sudo")
-	}
-	caller, err := sandbox.CallerFromSudo(os.Getenv)
-	switch {
-	case err == nil:
-		if f.config != "" || f.asUser != "" {
-			return nil, errors.New("--config and --as-user are for root calling the runner directly; they are refused through sudo")
-		}
-	case errors.Is(err, sandbox.ErrNotSudo):
-		if f.asUser == "" {
-			return nil, errors.New("no caller: run through the pi wrapper (sudo), or as root with --as-user NAME")
-		}
-		if caller, err = sandbox.Lookup(f.asUser); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, fmt.Errorf("caller identity: %w", err)
-	}
-	cfgPath := f.config
-	if cfgPath == "" {
-		cfgPath = sandbox.DefaultConfigPath
-	}
-	cfg, err := sandbox.LoadConfig(cfgPath, 0)
+	ss, err := begin(f.config, f.asUser)
 	if err != nil {
 		return nil, err
 	}
-	hostUser, ok := cfg.HostUsers[caller.Name]
-	if !ok {
-		return nil, &sandbox.PolicyError{Msg: fmt.Sprintf("user %s is not allowed to run the agent\nhint: the administrator adds hostUsers.%s.projectRoots to %s", caller.Name, caller.Name, cfgPath)}
-	}
+	caller, cfg, hostUser, agent := ss.caller, ss.cfg, ss.host, ss.agent
 	backendName := cfg.Backend
 	if f.backend != "" {
 		backendName = f.backend
@@ -127,29 +101,6 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 	}
 	if err := seccomp.Validate(); err != nil {
 		return nil, err
-	}
-
-	agent, err := sandbox.Lookup(cfg.User)
-	if err != nil {
-		return nil, fmt.Errorf("agent account: %w (create the %s system user, or set \"user\" in the config)", err, cfg.User)
-	}
-	agentGID, err := sandbox.LookupGroup(cfg.Group)
-	if err != nil {
-		return nil, fmt.Errorf("agent group: %w", err)
-	}
-	if agent.UID == 0 || agentGID == 0 || agent.UID == caller.UID {
-		return nil, fmt.Errorf("agent account %s (uid %d, gid %d) must be a dedicated unprivileged user", cfg.User, agent.UID, agentGID)
-	}
-	agent.GID, agent.Groups = agentGID, nil
-	agent.Home = sandbox.AgentHome(agent.Name)
-
-	if err := sandbox.CheckTrustedDir(filepath.Dir(cfg.StateDir), 0); err != nil {
-		return nil, fmt.Errorf("state dir: %w", err)
-	}
-	if _, err := os.Lstat(cfg.StateDir); err == nil {
-		if err := sandbox.CheckTrustedDir(cfg.StateDir, 0); err != nil {
-			return nil, fmt.Errorf("state dir: %w", err)
-		}
 	}
 
 	project, err := sandbox.ResolveProject(context.Background(), "/proc/self/exe", caller, hostUser.ProjectRoots, cfg.Sandbox.ProjectScope)
@@ -188,7 +139,7 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 		Cwd:        project.Cwd,
 		Project:    project.Path,
 		ProjectDir: project.Mount,
-		RuntimeDir: filepath.Join(cfg.StateDir, "users", caller.Name, "agent"),
+		RuntimeDir: ss.runtimeDir(),
 		AgentDir:   agentDir,
 		ReadOnly:   ro,
 		Network:    cfg.Sandbox.Network,

@@ -26,6 +26,8 @@ const help = `pi runs the pi coding agent as the dedicated pi-agent user, sandbo
 current project. Every argument is passed to pi unchanged, except:
 
   --backend oci|systemd   choose the sandbox backend (default: the system's)
+  --show-config           print the settings and environment names the agent
+                          would get here (values are never printed)
   --wrapper-help          show this help (pi --help shows pi's own)
 
 The runner is called through sudo as: sudo -n -- %s run [--backend B] -- ARGS
@@ -74,16 +76,19 @@ func main() {
 		fmt.Printf(help, runnerPath)
 		return
 	}
+	if len(os.Args) == 2 && os.Args[1] == "--show-config" {
+		os.Exit(runSudo([]string{"-n", "--", runnerPath, "config"}))
+	}
 	backend, rest, err := splitArgs(os.Args[1:])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pi: %v\n", err)
 		os.Exit(2)
 	}
-	os.Exit(run(backend, rest))
+	os.Exit(runSudo(sudoArgs(backend, rest)))
 }
 
-func run(backend string, rest []string) int {
-	cmd := exec.Command(sudoPath, sudoArgs(backend, rest)...)
+func runSudo(argv []string) int {
+	cmd := exec.Command(sudoPath, argv...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	// sudo is in our process group and gets terminal signals itself; it
 	// relays them to the runner. Signals sent to us alone are passed on.
