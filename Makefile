@@ -10,7 +10,7 @@ RUNNER_PATH ?= $(LIBEXEC)/pi-agent-runner
 TAGS      := seccomp
 export CGO_ENABLED := 1
 
-.PHONY: all build test test-unit test-integration install clean
+.PHONY: all build test test-unit test-integration fuzz bench-sync install clean
 
 all: build
 
@@ -40,6 +40,16 @@ test-integration: build
 	  grep -E '^\s*--- (PASS|FAIL|SKIP)' integration.log | sed 's/^ *//' | awk '{print $$2}' | tr -d : | sort | uniq -c; \
 	  grep -A1 -E '^\s*--- SKIP' integration.log || true; \
 	  exit $$status
+
+FUZZTIME ?= 10s
+fuzz:
+	@for t in FuzzParseDotenv FuzzMerge3 FuzzPlan FuzzDecodeHeader; do \
+	  echo "fuzz $$t ($(FUZZTIME))"; \
+	  $(GO) test -run XXX -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./merge/ || exit 1; \
+	done
+
+bench-sync: build
+	$(GO) test -tags '$(TAGS) integration' -run XXX -bench 'Sync|CpA' -benchtime 5x ./integration/
 
 install: build
 	install -d -m 0755 $(DESTDIR)$(LIBEXEC) $(DESTDIR)$(PREFIX)/bin
