@@ -121,14 +121,20 @@ func Sync(ctx context.Context, o Options) (_ *Result, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	// What the reader did not mention is unchanged.
-	sent := make(map[string]bool, len(rx.entries))
-	for _, e := range rx.entries {
-		sent[e.Rel] = true
-	}
-	for _, f := range man.Files {
-		if rel := string(f.Path); !sent[rel] && !rx.gone[rel] {
-			rx.entries = append(rx.entries, HostEntry{Rel: rel, Mode: f.Mode, Key: f.Key, Same: true})
+	// Nothing changed on the host since the last sync when the reader sent
+	// no file and nothing gone, and the same directories: then only the
+	// settings may need merging again (the common case, kept cheap).
+	quiet := len(rx.gone) == 0 && sameDirs(rx.entries, man.Dirs)
+	if !quiet {
+		// What the reader did not mention is unchanged.
+		sent := make(map[string]bool, len(rx.entries))
+		for _, e := range rx.entries {
+			sent[e.Rel] = true
+		}
+		for _, f := range man.Files {
+			if rel := string(f.Path); !sent[rel] && !rx.gone[rel] {
+				rx.entries = append(rx.entries, HostEntry{Rel: rel, Mode: f.Mode, Key: f.Key, Same: true})
+			}
 		}
 	}
 	hostSettings, err := ParseSettings(rx.settings, filepath.Join(o.HostDir, SettingsFile))
@@ -164,6 +170,24 @@ func Sync(ctx context.Context, o Options) (_ *Result, retErr error) {
 		return res, nil
 	}
 
+	if quiet {
+		if !reflect.DeepEqual(merged.Runtime, current) {
+			if err := writeSettings(rt, staging, merged.Runtime); err != nil {
+				return nil, fmt.Errorf("write runtime %s: %w", SettingsFile, err)
+			}
+		}
+		if !reflect.DeepEqual(merged.Base, man.Base) || len(manRaw) == 0 {
+			man.Base = merged.Base
+			data, err := encodeManifest(man)
+			if err != nil {
+				return nil, err
+			}
+			if err := saveManifest(manPath, data); err != nil {
+				return nil, err
+			}
+		}
+		return res, nil
+	}
 	actions, next := Plan(rx.entries, man)
 	dirs := map[string]bool{}
 	for _, a := range actions {
@@ -418,6 +442,19 @@ func lock(p string) (func(), error) {
 		return nil, fmt.Errorf("take sync lock: %w", err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// sameDirs reports whether entries are directories only, exactly dirs.
+func sameDirs(entries []HostEntry, dirs [][]byte) bool {
+	if len(entries) != len(dirs) {
+		return false
+	}
+	for i, e := range entries {
+		if !e.Dir || e.Rel != string(dirs[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // saveManifest replaces the manifest atomically.
