@@ -99,7 +99,7 @@ func ParseSettings(data []byte, name string) (map[string]any, error) {
 	if err := dec.Decode(&v); err != nil {
 		var syn *json.SyntaxError
 		if errors.As(err, &syn) {
-			line, col := position(data, syn.Offset)
+			line, col := LineCol(data, syn.Offset)
 			return nil, fmt.Errorf("%s: invalid JSON at line %d, column %d: %v", name, line, col, err)
 		}
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -114,7 +114,9 @@ func ParseSettings(data []byte, name string) (map[string]any, error) {
 	return m, nil
 }
 
-func position(data []byte, off int64) (line, col int) {
+// LineCol converts a byte offset in data, as JSON errors report it, into a
+// 1-based line and column.
+func LineCol(data []byte, off int64) (line, col int) {
 	line, col = 1, 1
 	for i := int64(0); i < off && i < int64(len(data)); i++ {
 		if data[i] == '\n' {

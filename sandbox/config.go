@@ -171,7 +171,7 @@ func ParseConfig(data []byte) (*Config, error) {
 func describeJSONError(data []byte, err error) error {
 	var syn *json.SyntaxError
 	if errors.As(err, &syn) {
-		line, col := position(data, syn.Offset)
+		line, col := merge.LineCol(data, syn.Offset)
 		return fmt.Errorf("invalid JSON at line %d, column %d: %w", line, col, err)
 	}
 	var typ *json.UnmarshalTypeError
@@ -182,18 +182,6 @@ func describeJSONError(data []byte, err error) error {
 		return fmt.Errorf("%s; the schema is in README.md, section \"Runner configuration\"", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	return err
-}
-
-func position(data []byte, off int64) (line, col int) {
-	line, col = 1, 1
-	for i := int64(0); i < off && i < int64(len(data)); i++ {
-		if data[i] == '\n' {
-			line, col = line+1, 1
-		} else {
-			col++
-		}
-	}
-	return line, col
 }
 
 func (c *Config) applyDefaults() {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/m3ta/pi-agent/merge"
 	"github.com/m3ta/pi-agent/sandbox"
 )
 
@@ -57,19 +55,12 @@ func cmdConfig(args []string) int {
 		return fail("%v", err)
 	}
 	p := &sandbox.Plan{Caller: ss.caller, Agent: ss.agent, RuntimeDir: ss.runtimeDir()}
-	if err := ensureRuntimeDir(p); err != nil {
-		return fail("%v", err)
-	}
-	res, err := merge.Sync(context.Background(), syncOptions(ss.cfg, p, ss.host, true))
-	if err != nil {
-		return fail("sync config: %v", err)
-	}
-	vars, warnings, err := merge.Environment(res.HostEnv, ss.cfg.Environment, ss.cfg.EnvironmentFiles)
+	rt, err := buildRuntime(ss.cfg, p, ss.host, true)
 	if err != nil {
 		return fail("%v", err)
 	}
-	out := effective{Settings: res.Settings, Warnings: append(res.Warnings, warnings...), Environment: []envKey{}}
-	for _, v := range vars {
+	out := effective{Settings: rt.settings, Warnings: rt.warnings, Environment: []envKey{}}
+	for _, v := range rt.env {
 		out.Environment = append(out.Environment, envKey{Key: v.Key, Source: v.Source})
 	}
 	enc := json.NewEncoder(os.Stdout)

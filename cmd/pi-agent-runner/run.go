@@ -162,21 +162,14 @@ func isTerminal(f *os.File) bool {
 // merge, leftovers of dead runs, then the sandbox.
 func execute(req *request) int {
 	p := req.plan
-	if err := ensureRuntimeDir(p); err != nil {
-		return fail("%v", err)
-	}
-	res, err := merge.Sync(context.Background(), syncOptions(req.cfg, p, req.host, false))
-	if err != nil {
-		return fail("sync config: %v", err)
-	}
-	env, warnings, err := merge.Environment(res.HostEnv, req.cfg.Environment, req.cfg.EnvironmentFiles)
+	rt, err := buildRuntime(req.cfg, p, req.host, false)
 	if err != nil {
 		return fail("%v", err)
 	}
-	for _, w := range append(res.Warnings, warnings...) {
+	for _, w := range rt.warnings {
 		fmt.Fprintf(os.Stderr, "pi-agent-runner: warning: %s\n", w)
 	}
-	p.Env = sandbox.AgentEnv(req.cfg.Agent.Path, p.Agent.Home, p.AgentDir, p.Agent.Name, os.Environ(), env)
+	p.Env = sandbox.AgentEnv(req.cfg.Agent.Path, p.Agent.Home, p.AgentDir, p.Agent.Name, os.Environ(), rt.env)
 	if ob, ok := req.backend.(*oci.Backend); ok {
 		if _, err := ob.GC(); err != nil {
 			fmt.Fprintf(os.Stderr, "pi-agent-runner: warning: cleaning up after dead runs: %v\n", err)
@@ -189,6 +182,31 @@ func execute(req *request) int {
 		return fail("%v", err)
 	}
 	return code
+}
+
+// agentRuntime is the outcome of the three layers for one caller.
+type agentRuntime struct {
+	settings map[string]any
+	env      []merge.Var
+	warnings []string
+}
+
+// buildRuntime creates the runtime dir if needed, syncs the caller's config
+// into it (or only computes the result, with dryRun) and layers the
+// environment.
+func buildRuntime(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, dryRun bool) (*agentRuntime, error) {
+	if err := ensureRuntimeDir(p); err != nil {
+		return nil, err
+	}
+	res, err := merge.Sync(context.Background(), syncOptions(cfg, p, host, dryRun))
+	if err != nil {
+		return nil, fmt.Errorf("sync config: %w", err)
+	}
+	env, warnings, err := merge.Environment(res.HostEnv, cfg.Environment, cfg.EnvironmentFiles)
+	if err != nil {
+		return nil, err
+	}
+	return &agentRuntime{settings: res.Settings, env: env, warnings: append(res.Warnings, warnings...)}, nil
 }
 
 // syncOptions describes the config sync for the plan's caller.
