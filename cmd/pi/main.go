@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -88,7 +89,7 @@ func main() {
 }
 
 func runSudo(argv []string) int {
-	cmd := exec.Command(sudoPath, argv...)
+	cmd := exec.Command(sudoBinary(), argv...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	// sudo is in our process group and gets terminal signals itself; it
 	// relays them to the runner. Signals sent to us alone are passed on.
@@ -131,8 +132,19 @@ hint: the administrator must allow it without a password, for this command only:
 	return code
 }
 
+// sudoBinary is sudoPath, or sudo from PATH when a build for NixOS
+// (/run/wrappers/bin/sudo) runs on a host without that wrapper.
+func sudoBinary() string {
+	if filepath.IsAbs(sudoPath) {
+		if _, err := os.Stat(sudoPath); err != nil {
+			return "sudo"
+		}
+	}
+	return sudoPath
+}
+
 func sudoAllows() bool {
-	c := exec.Command(sudoPath, "-n", "-l", "--", runnerPath, "run")
+	c := exec.Command(sudoBinary(), "-n", "-l", "--", runnerPath, "run")
 	c.Stdout, c.Stderr = nil, nil
 	return c.Run() == nil
 }
