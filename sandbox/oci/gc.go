@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
@@ -29,6 +30,19 @@ func (b *Backend) GC() ([]string, error) {
 		for _, e := range entries {
 			if strings.HasPrefix(e.Name(), sandbox.IDPrefix) {
 				ids[e.Name()] = true
+			}
+			// A run directory its runner never finished creating.
+			if id, ok := strings.CutPrefix(e.Name(), newPrefix); ok && root == b.runRoot() && strings.HasPrefix(id, sandbox.IDPrefix) {
+				p := filepath.Join(root, e.Name())
+				if data, err := os.ReadFile(filepath.Join(p, "owner")); err == nil && ownerAlive(string(data)) {
+					continue
+				}
+				if info, err := e.Info(); err == nil && time.Since(info.ModTime()) < time.Minute {
+					continue // its owner file may be on its way
+				}
+				if err := os.RemoveAll(p); err != nil { // nothing is ever mounted there
+					errs = append(errs, err)
+				}
 			}
 		}
 	}

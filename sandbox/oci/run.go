@@ -55,6 +55,29 @@ func (b *Backend) setup() error {
 	return sandbox.MakePrivateMount(b.runRoot())
 }
 
+// newRunDir creates runs/<id> with its owner file in place from the first
+// moment: it is built as runs/.new-<id> and renamed, so that the gc of a
+// concurrent run never sees a run directory without an owner.
+func (b *Backend) newRunDir(id, owner string) (string, error) {
+	tmp := filepath.Join(b.runRoot(), newPrefix+id)
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return "", fmt.Errorf("create run dir: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "owner"), []byte(owner), 0o600); err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	dir := b.runDir(id)
+	if err := os.Rename(tmp, dir); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("create run dir: %w", err)
+	}
+	return dir, nil
+}
+
+// newPrefix marks a run directory still being created.
+const newPrefix = ".new-"
+
 // Run implements sandbox.Backend.
 func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio) (code int, retErr error) {
 	if err := b.setup(); err != nil {
@@ -64,18 +87,15 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 	if err != nil {
 		return -1, err
 	}
-	dir := b.runDir(p.ID)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return -1, fmt.Errorf("create run dir: %w", err)
+	dir, err := b.newRunDir(p.ID, owner)
+	if err != nil {
+		return -1, err
 	}
 	defer func() {
 		if err := sandbox.RemoveRunDir(dir); err != nil && retErr == nil {
 			retErr = fmt.Errorf("remove %s: %w", dir, err)
 		}
 	}()
-	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(owner), 0o600); err != nil {
-		return -1, err
-	}
 	o := Options{
 		Rootfs:        filepath.Join(dir, "rootfs"),
 		ProjectSource: filepath.Join(dir, "project"),
