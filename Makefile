@@ -24,21 +24,31 @@ bin/pi: FORCE
 
 FORCE:
 
+# summary prints the counts of passed, failed and skipped tests of a go test
+# -v log, and every skip with its reason: a skip is never a silent pass.
+define summary
+echo "--- $(2) summary:"; \
+  grep -E '^\s*--- (PASS|FAIL|SKIP)' $(1) | sed 's/^ *//' | awk '{print $$2}' | tr -d : | sort | uniq -c; \
+  grep -B1 -E '^\s*--- SKIP' $(1) | grep -v -- '^--$$' || true
+endef
+
 # The README's test command: unit tests (no root), then the root suite.
 test: test-unit test-integration
 
 test-unit:
 	$(GO) vet -tags '$(TAGS)' ./...
-	$(GO) test -tags '$(TAGS)' -count=1 ./...
+	@$(GO) test -tags '$(TAGS)' -count=1 -v ./... > unit.log 2>&1; \
+	  status=$$?; \
+	  grep -E '^(ok|FAIL|---)|^\s+--- FAIL|panic:' unit.log | grep -v -- '--- PASS' ; \
+	  $(call summary,unit.log,unit); \
+	  exit $$status
 
 # Real containers, real sudo: needs root. Skipped cases are listed with
 # their reason at the end, never counted as passes.
 test-integration: build
 	@$(GO) test -tags '$(TAGS) integration' -count=1 -v -timeout 20m ./integration/ 2>&1 | tee integration.log; \
 	  status=$${PIPESTATUS[0]}; \
-	  echo "--- integration summary:"; \
-	  grep -E '^\s*--- (PASS|FAIL|SKIP)' integration.log | sed 's/^ *//' | awk '{print $$2}' | tr -d : | sort | uniq -c; \
-	  grep -A1 -E '^\s*--- SKIP' integration.log || true; \
+	  $(call summary,integration.log,integration); \
 	  exit $$status
 
 FUZZTIME ?= 10s
@@ -57,4 +67,4 @@ install: build
 	install -m 0755 bin/pi $(DESTDIR)$(PREFIX)/bin/pi
 
 clean:
-	rm -rf bin integration.log
+	rm -rf bin integration.log unit.log
