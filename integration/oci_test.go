@@ -511,3 +511,24 @@ func TestAuditLine(t *testing.T) {
 		t.Errorf("audit log must be root-only: %v %v", st.Mode(), err)
 	}
 }
+
+// Where systemd is not the init system, the systemd backend says so and
+// starts nothing.
+func TestSystemdBackendNeedsSystemd(t *testing.T) {
+	f := setup(t)
+	if _, err := os.Stat("/run/systemd/system"); err == nil {
+		t.Skip("not supported here: systemd runs this host; the VM suite tests the systemd backend")
+	}
+	r := f.exec(t, f.project, "", f.runner, "run", "--config", f.config, "--as-user", aliceName, "--backend", "systemd", "--", "sh", "-c", "echo STARTED")
+	if r.code != 125 || strings.Contains(r.stdout, "STARTED") || !strings.Contains(r.stderr, "needs systemd as the init system") {
+		t.Errorf("want a clear refusal: %s", r)
+	}
+	// auto picks oci here, and the audit line says so.
+	r = f.exec(t, f.project, "", f.runner, "run", "--config", f.config, "--as-user", aliceName, "--backend", "auto", "--", "true")
+	if r.code != 0 {
+		t.Errorf("--backend auto: %s", r)
+	}
+	if log, _ := os.ReadFile("/run/pi-agent/audit.log"); !strings.Contains(string(log), "backend=oci(auto)") {
+		t.Errorf("audit line does not say auto chose oci")
+	}
+}

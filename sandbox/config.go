@@ -123,6 +123,7 @@ const (
 const (
 	BackendOCI     = "oci"
 	BackendSystemd = "systemd"
+	BackendAuto    = "auto"
 )
 
 // LoadConfig reads, decodes strictly, defaults and validates the runner
@@ -248,9 +249,9 @@ func (c *Config) Validate() error {
 		bad("group", "%q is not a valid group name", c.Group)
 	}
 	switch c.Backend {
-	case BackendOCI, BackendSystemd:
+	case BackendOCI, BackendSystemd, BackendAuto:
 	default:
-		bad("backend", "%q is not one of \"oci\", \"systemd\"", c.Backend)
+		bad("backend", "%q is not one of \"oci\", \"systemd\", \"auto\"", c.Backend)
 	}
 	if len(c.Agent.Command) == 0 {
 		bad("agent.command", "is empty; give the agent's argv, e.g. [\"/usr/local/bin/pi\"]")

@@ -2,6 +2,7 @@ package seccomp
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -55,5 +56,33 @@ func TestOCIProfile(t *testing.T) {
 	}
 	if !tiocsti || !cloneUser || !clone3 {
 		t.Errorf("TIOCSTI rule %v, clone(CLONE_NEWUSER) rule %v, clone3 ENOSYS %v", tiocsti, cloneUser, clone3)
+	}
+}
+
+func TestSystemdFilter(t *testing.T) {
+	f := Systemd()
+	if !strings.HasPrefix(f, "~") {
+		t.Fatalf("not a deny-list: %q", f)
+	}
+	names := strings.Fields(strings.TrimPrefix(f, "~"))
+	for _, n := range []string{"mount", "unshare", "setns", "ptrace", "keyctl", "bpf", "io_uring_setup", "open_by_handle_at", "kexec_load"} {
+		if !slices.Contains(names, n) {
+			t.Errorf("systemd filter lacks %s", n)
+		}
+	}
+	for _, n := range []string{"clone", "ioctl", "clone3"} {
+		if slices.Contains(names, n) {
+			t.Errorf("systemd filter denies %s outright; the agent needs it (its arguments are filtered otherwise)", n)
+		}
+	}
+	// One policy: every unconditional EPERM rule of the OCI profile is here.
+	for _, sc := range OCI().Syscalls {
+		if len(sc.Args) == 0 && *sc.ErrnoRet == uint(unix.EPERM) {
+			for _, n := range sc.Names {
+				if !slices.Contains(names, n) {
+					t.Errorf("%s is denied by the OCI profile but not by the systemd filter", n)
+				}
+			}
+		}
 	}
 }

@@ -16,11 +16,10 @@ import (
 	"github.com/m3ta/pi-agent/merge"
 	"github.com/m3ta/pi-agent/rootfs"
 	"github.com/m3ta/pi-agent/sandbox"
-	"github.com/m3ta/pi-agent/sandbox/oci"
 	"github.com/m3ta/pi-agent/seccomp"
 )
 
-const runUsage = `Usage: pi-agent-runner run [--backend oci|systemd] -- [AGENT ARGS...]
+const runUsage = `Usage: pi-agent-runner run [--backend oci|systemd|auto] -- [AGENT ARGS...]
 
 Runs the agent command of the runner config, followed by AGENT ARGS, in a
 sandbox in the current directory, which must lie inside one of the caller's
@@ -40,7 +39,7 @@ func cmdRun(args []string) int {
 	var f runFlags
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
 	fs.SetInterspersed(false)
-	fs.StringVar(&f.backend, "backend", "", "sandbox backend: oci or systemd (default: the config's backend)")
+	fs.StringVar(&f.backend, "backend", "", "sandbox backend: oci, systemd or auto (default: the config's backend)")
 	fs.StringVar(&f.config, "config", "", "runner config path (root only, not through sudo)")
 	fs.StringVar(&f.asUser, "as-user", "", "host user to run for (root only, not through sudo)")
 	fs.Usage = func() {
@@ -90,14 +89,9 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 	if f.backend != "" {
 		backendName = f.backend
 	}
-	var backend sandbox.Backend
-	switch backendName {
-	case sandbox.BackendOCI:
-		backend = &oci.Backend{RunDir: runDir}
-	case sandbox.BackendSystemd:
-		return nil, errors.New("the systemd backend is not available in this build yet; use --backend oci")
-	default:
-		return nil, fmt.Errorf("--backend %q is not one of oci, systemd", backendName)
+	backend, err := newBackend(backendName)
+	if err != nil {
+		return nil, err
 	}
 	if err := seccomp.Validate(); err != nil {
 		return nil, err
@@ -170,10 +164,8 @@ func execute(req *request) int {
 		fmt.Fprintf(os.Stderr, "pi-agent-runner: warning: %s\n", w)
 	}
 	p.Env = sandbox.AgentEnv(req.cfg.Agent.Path, p.Agent.Home, p.AgentDir, p.Agent.Name, os.Environ(), rt.env)
-	if ob, ok := req.backend.(*oci.Backend); ok {
-		if _, err := ob.GC(); err != nil {
-			fmt.Fprintf(os.Stderr, "pi-agent-runner: warning: cleaning up after dead runs: %v\n", err)
-		}
+	if _, err := collectGarbage(); err != nil {
+		fmt.Fprintf(os.Stderr, "pi-agent-runner: warning: cleaning up after dead runs: %v\n", err)
 	}
 	start := time.Now()
 	code, err := req.backend.Run(context.Background(), p, sandbox.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})

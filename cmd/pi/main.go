@@ -26,7 +26,7 @@ var sudoPath = "sudo"
 const help = `pi runs the pi coding agent as the dedicated pi-agent user, sandboxed in the
 current project. Every argument is passed to pi unchanged, except:
 
-  --backend oci|systemd   choose the sandbox backend (default: the system's)
+  --backend oci|systemd|auto  choose the sandbox backend (default: the system's)
   --show-config           print the settings and environment names the agent
                           would get here (values are never printed)
   --wrapper-help          show this help (pi --help shows pi's own)
@@ -45,20 +45,20 @@ func splitArgs(args []string) (backend string, rest []string, err error) {
 			return backend, append(rest, args[i:]...), nil
 		case a == "--backend":
 			if i+1 >= len(args) {
-				return "", nil, errors.New("--backend needs a value: oci or systemd")
+				return "", nil, errors.New("--backend needs a value: oci, systemd or auto")
 			}
 			i++
 			backend = args[i]
 		case len(a) > len("--backend=") && a[:len("--backend=")] == "--backend=":
 			backend = a[len("--backend="):]
 		case a == "--backend=":
-			return "", nil, errors.New("--backend needs a value: oci or systemd")
+			return "", nil, errors.New("--backend needs a value: oci, systemd or auto")
 		default:
 			rest = append(rest, a)
 		}
 	}
-	if backend != "" && backend != "oci" && backend != "systemd" {
-		return "", nil, fmt.Errorf("--backend %q is not one of oci, systemd", backend)
+	if backend != "" && backend != "oci" && backend != "systemd" && backend != "auto" {
+		return "", nil, fmt.Errorf("--backend %q is not one of oci, systemd, auto", backend)
 	}
 	return backend, rest, nil
 }

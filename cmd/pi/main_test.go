@@ -102,7 +102,7 @@ func TestWrapperBinary(t *testing.T) {
 	os.Remove(log)
 	cmd = exec.Command(bin, "--backend=docker")
 	out, _ = cmd.CombinedOutput()
-	if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "not one of oci, systemd") {
+	if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "not one of oci, systemd, auto") {
 		t.Errorf("bad backend: exit %d %q", cmd.ProcessState.ExitCode(), out)
 	}
 	if _, err := os.Stat(log); err == nil {

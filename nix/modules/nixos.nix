@@ -153,11 +153,13 @@ in
       type = types.enum [
         "oci"
         "systemd"
+        "auto"
       ];
       default = "oci";
       description = ''
-        The sandbox: `oci`, a container built with runc's libcontainer, or
-        `systemd`, a hardened transient `systemd-run` unit (compatibility).
+        The sandbox: `oci`, a container built with runc's libcontainer;
+        `systemd`, a hardened transient `systemd-run` unit (compatibility);
+        `auto`, oci where the kernel offers what it needs, else systemd.
         Users may choose per run with `pi --backend=…`.
       '';
     };

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
@@ -31,20 +30,10 @@ func (b *Backend) GC() ([]string, error) {
 			if strings.HasPrefix(e.Name(), sandbox.IDPrefix) {
 				ids[e.Name()] = true
 			}
-			// A run directory its runner never finished creating.
-			if id, ok := strings.CutPrefix(e.Name(), newPrefix); ok && root == b.runRoot() && strings.HasPrefix(id, sandbox.IDPrefix) {
-				p := filepath.Join(root, e.Name())
-				if data, err := os.ReadFile(filepath.Join(p, "owner")); err == nil && ownerAlive(string(data)) {
-					continue
-				}
-				if info, err := e.Info(); err == nil && time.Since(info.ModTime()) < time.Minute {
-					continue // its owner file may be on its way
-				}
-				if err := os.RemoveAll(p); err != nil { // nothing is ever mounted there
-					errs = append(errs, err)
-				}
-			}
 		}
+	}
+	if err := sandbox.RemoveStaleNewDirs(b.runRoot()); err != nil {
+		errs = append(errs, err)
 	}
 	for id := range ids {
 		if b.ownerAlive(id) {
@@ -66,7 +55,7 @@ func (b *Backend) GC() ([]string, error) {
 // the container's state.
 func (b *Backend) ownerAlive(id string) bool {
 	if data, err := os.ReadFile(filepath.Join(b.runDir(id), "owner")); err == nil {
-		return ownerAlive(string(data))
+		return sandbox.OwnerAlive(string(data))
 	}
 	c, err := libcontainer.Load(b.stateRoot(), id)
 	if err != nil {
@@ -74,7 +63,7 @@ func (b *Backend) ownerAlive(id string) bool {
 	}
 	for _, l := range c.Config().Labels {
 		if v, ok := strings.CutPrefix(l, ownerLabel+"="); ok {
-			return ownerAlive(v)
+			return sandbox.OwnerAlive(v)
 		}
 	}
 	return false

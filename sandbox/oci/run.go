@@ -55,39 +55,16 @@ func (b *Backend) setup() error {
 	return sandbox.MakePrivateMount(b.runRoot())
 }
 
-// newRunDir creates runs/<id> with its owner file in place from the first
-// moment: it is built as runs/.new-<id> and renamed, so that the gc of a
-// concurrent run never sees a run directory without an owner.
-func (b *Backend) newRunDir(id, owner string) (string, error) {
-	tmp := filepath.Join(b.runRoot(), newPrefix+id)
-	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return "", fmt.Errorf("create run dir: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "owner"), []byte(owner), 0o600); err != nil {
-		os.RemoveAll(tmp)
-		return "", err
-	}
-	dir := b.runDir(id)
-	if err := os.Rename(tmp, dir); err != nil {
-		os.RemoveAll(tmp)
-		return "", fmt.Errorf("create run dir: %w", err)
-	}
-	return dir, nil
-}
-
-// newPrefix marks a run directory still being created.
-const newPrefix = ".new-"
-
 // Run implements sandbox.Backend.
 func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio) (code int, retErr error) {
 	if err := b.setup(); err != nil {
 		return -1, err
 	}
-	owner, err := selfOwner()
+	owner, err := sandbox.SelfOwner()
 	if err != nil {
 		return -1, err
 	}
-	dir, err := b.newRunDir(p.ID, owner)
+	dir, err := sandbox.NewRunDir(b.runRoot(), p.ID, owner)
 	if err != nil {
 		return -1, err
 	}
