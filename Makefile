@@ -10,7 +10,7 @@ RUNNER_PATH ?= $(LIBEXEC)/pi-agent-runner
 TAGS      := seccomp
 export CGO_ENABLED := 1
 
-.PHONY: all build test test-unit test-integration fuzz bench-sync install clean
+.PHONY: all build test test-unit test-integration test-vm fuzz bench-sync install clean
 
 all: build
 
@@ -50,6 +50,10 @@ test-integration: build
 	  status=$${PIPESTATUS[0]}; \
 	  $(call summary,integration.log,integration); \
 	  exit $$status
+
+# The VM suite: systemd as PID 1, real sudo, both backends (integration/vm).
+test-vm:
+	bash integration/vm/run.sh
 
 FUZZTIME ?= 10s
 fuzz:

@@ -82,6 +82,14 @@ func Policy() []Rule {
 			Names: []string{"uselib", "ustat", "sysfs", "_sysctl", "iopl", "ioperm", "vm86", "vm86old", "mbind", "set_mempolicy", "get_mempolicy", "move_pages"},
 		},
 		{
+			// systemd's @obsolete and @cpu-emulation groups, whole: no
+			// program of this century needs them.
+			Why: "obsolete calls and CPU emulation (systemd's @obsolete, @cpu-emulation)",
+			Names: []string{"afs_syscall", "bdflush", "break", "ftime", "getpmsg", "gtty", "idle", "lock", "mpx", "prof", "profil",
+				"putpmsg", "security", "sgetmask", "ssetmask", "stty", "tuxcall", "ulimit", "vserver",
+				"modify_ldt", "subpage_prot", "switch_endian"},
+		},
+		{
 			Why:   "TIOCSTI and TIOCLINUX push input into a terminal (keystroke injection)",
 			Names: []string{"ioctl"},
 			Args:  []Arg{{Index: 1, Mask: 0xffffffff, Value: unix.TIOCSTI}},

@@ -95,6 +95,10 @@ func Argv(p *sandbox.Plan, o Options) ([]string, error) {
 		"PrivateDevices=yes",
 		"PrivateIPC=yes",
 		"PrivateUsers=yes",
+		"RemoveIPC=yes",
+		"KeyringMode=private",
+		// Files the agent creates in the project are the user's, and
+		// readable as the user's own would be.
 		"UMask=0022",
 		// Privileges.
 		"NoNewPrivileges=yes",
