@@ -104,6 +104,19 @@ else
 fi
 wait
 sleep 1
+
+echo "--- a runner killed with SIGKILL: gc stops its unit and removes its mount"
+as alice /home/alice/p/proj pi --backend=systemd -- sleep 120 >/dev/null 2>&1 &
+unit=""
+for i in $(seq 1 100); do
+	unit=$(systemctl list-units --type=service --state=running --no-legend 'pi-agent-pi-*' | awk '{print $1}' | head -n1)
+	[ -n "$unit" ] && break
+	sleep 0.2
+done
+pkill -KILL -f 'pi-agent-runner run' ; wait
+check "the orphaned unit still runs before gc" systemctl is-active --quiet "$unit"
+/usr/local/libexec/pi-agent/pi-agent-runner gc
+check "gc stopped the orphaned unit" sh -c "! systemctl is-active --quiet '$unit'"
 check "no project mount or env file is left behind" sh -c "! grep -q /run/pi-agent/units/pi- /proc/self/mountinfo && ! ls /run/pi-agent/units/pi-* >/dev/null 2>&1"
 
 echo "$passed passed, $failed failed"
