@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"syscall"
 	"unsafe"
 
@@ -85,6 +86,70 @@ func attempt(op string) error {
 		return unix.InitModule(nil, "")
 	case "io_uring_setup":
 		_, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, 0, 0)
+		return errnoOrNil(e)
+	case "alloc":
+		// Allocate and touch MiB of memory: the cgroup limit must stop it.
+		n, _ := strconv.Atoi(os.Args[2])
+		var keep [][]byte
+		for i := 0; i < n; i++ {
+			b := make([]byte, 1<<20)
+			for j := 0; j < len(b); j += 4096 {
+				b[j] = 1
+			}
+			keep = append(keep, b)
+		}
+		_ = keep
+		return nil
+	case "write":
+		f, err := os.OpenFile(os.Args[2], os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = f.Write([]byte("pwned\n"))
+		return err
+	case "read":
+		// Reports only whether the read worked, never the content.
+		_, err := os.ReadFile(os.Args[2])
+		return err
+	case "kill":
+		pid, _ := strconv.Atoi(os.Args[2])
+		return unix.Kill(pid, unix.SIGKILL)
+	case "fds":
+		// Prints the descriptors open in this process beyond stdio.
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, e := range entries {
+			if fd, _ := strconv.Atoi(e.Name()); fd > 2 {
+				n++
+			}
+		}
+		fmt.Println("extra fds:", n-1) // minus the one ReadDir used
+		return nil
+	case "setuid0":
+		return unix.Setuid(0)
+	case "chroot":
+		return unix.Chroot("/tmp")
+	case "mknod":
+		return unix.Mknod("/tmp/sda", unix.S_IFBLK|0o600, int(unix.Mkdev(8, 0)))
+	case "sethostname":
+		return unix.Sethostname([]byte("pwned"))
+	case "rawsocket":
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	case "reboot":
+		return unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
+	case "iopl":
+		_, _, e := unix.Syscall(unix.SYS_IOPL, 3, 0, 0)
+		return errnoOrNil(e)
+	case "userfaultfd":
+		_, _, e := unix.Syscall(unix.SYS_USERFAULTFD, 0, 0, 0)
 		return errnoOrNil(e)
 	case "chown-root":
 		// Give a file away to root: must fail for an unprivileged agent.
