@@ -53,3 +53,40 @@ func TestRunDirRemovalNeverCrossesTheProjectMount(t *testing.T) {
 		t.Fatalf("the project lost a file: %q %v", data, err)
 	}
 }
+
+// The project is mounted from the descriptor the policy check opened: a
+// directory renamed away and replaced by a link to /etc between the check
+// and the mount still mounts the checked directory.
+func TestProjectMountFollowsTheCheckedDirectory(t *testing.T) {
+	setup(t)
+	base := t.TempDir()
+	checked := filepath.Join(base, "proj")
+	if err := os.MkdirAll(checked, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(checked, "the-checked-one"), nil, 0o644)
+	fd, err := os.OpenFile(checked, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	// The swap: the checked directory moves away, a link takes its name.
+	if err := os.Rename(checked, filepath.Join(base, "moved")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc", checked); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(base, "mnt")
+	os.Mkdir(target, 0o700)
+	if err := sandbox.IDMapMount(fd, target, sandbox.IDMap{DiskUID: 1000, DiskGID: 1000, AgentUID: 1001, AgentGID: 1001}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(target, unix.MNT_DETACH)
+	if _, err := os.Stat(filepath.Join(target, "the-checked-one")); err != nil {
+		t.Errorf("the mount is not the checked directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(target, "passwd")); err == nil {
+		t.Error("the swap redirected the mount to /etc")
+	}
+}

@@ -133,3 +133,30 @@ func TestWrapperExplainsMissingSudoRule(t *testing.T) {
 		t.Errorf("no hint for the administrator: %s", r.stderr)
 	}
 }
+
+// A runner killed with SIGKILL while the agent has the terminal in raw mode
+// cannot restore it; the wrapper does.
+func TestWrapperRestoresTheTerminalAfterSIGKILL(t *testing.T) {
+	f := setup(t)
+	withSudoRule(t, f)
+	requireTmux(t)
+	m := tmux{t: t, socket: "pi-agent-it-killed"}
+	line := "runuser -u " + aliceName + " -- env -i PATH=/usr/bin:/bin HOME=" + f.alice.Home + " TERM=xterm sh -c 'cd " + f.project + " && " + f.wrapper + " -- sleep 300; echo WRAPPER_EXIT=$?'" +
+		"; echo MODES: $(stty -a | tr -s ' ;' '\\n' | grep -xE -- '-?(icanon|echo|isig)'); sleep 60"
+	m.cmd("new-session", "-d", "-s", "s", "-x", "100", "-y", "30", line)
+	t.Cleanup(func() { exec.Command("tmux", "-L", m.socket, "kill-server").Run() })
+	waitFor(t, "the agent to start", func() bool { return agentRunning(f, "sleep") })
+	if out, err := exec.Command("pkill", "-KILL", "-f", f.runner+" run").CombinedOutput(); err != nil {
+		t.Fatalf("pkill: %v %s", err, out)
+	}
+	s := m.waitFor("MODES:")
+	_, modes, _ := strings.Cut(s, "MODES:")
+	modes, _, _ = strings.Cut(modes, "\n")
+	for _, want := range []string{"icanon", "isig", "echo"} {
+		if !strings.Contains(" "+modes+" ", " "+want+" ") {
+			t.Errorf("terminal left raw after the runner was killed: %q lacks %s", modes, want)
+		}
+	}
+	// The orphaned container is the next run's to clean up.
+	f.exec(t, "/", "", f.runner, "gc")
+}

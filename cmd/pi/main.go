@@ -91,6 +91,12 @@ func main() {
 func runSudo(argv []string) int {
 	cmd := exec.Command(sudoBinary(), argv...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// The runner puts the terminal in raw mode and restores it; if it is
+	// killed (SIGKILL), nobody else would. The wrapper remembers the modes
+	// and puts them back whatever happened.
+	if saved, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS); err == nil {
+		defer unix.IoctlSetTermios(int(os.Stdin.Fd()), unix.TCSETS, saved)
+	}
 	// sudo is in our process group and gets terminal signals itself; it
 	// relays them to the runner. Signals sent to us alone are passed on.
 	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
