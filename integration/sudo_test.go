@@ -160,3 +160,34 @@ func TestWrapperRestoresTheTerminalAfterSIGKILL(t *testing.T) {
 	// The orphaned container is the next run's to clean up.
 	f.exec(t, "/", "", f.runner, "gc")
 }
+
+// doctor: all green on a correct setup, with every canary of --prove
+// blocked; a missing sudo rule and an untrusted config are named with a
+// remedy and fail it.
+func TestDoctor(t *testing.T) {
+	f := setup(t)
+	withSudoRule(t, f)
+	r := f.exec(t, f.project, "", f.runner, "doctor", "--config", f.config, "--as-user", aliceName, "--prove")
+	if r.code != 0 || !strings.Contains(r.stdout, "all checks passed") {
+		t.Fatalf("doctor on a correct setup: %s", r)
+	}
+	if n := strings.Count(r.stdout, "canary: "); n < 8 || strings.Count(r.stdout, ": blocked") != n {
+		t.Errorf("canaries: %d, not all blocked:\n%s", n, r.stdout)
+	}
+	for _, want := range []string{"ok    sudo rule for " + aliceName, "ok    idmapped mounts on " + f.project, "ok    agent user pi-agent"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	os.Remove("/etc/sudoers.d/pi-agent-it")
+	r = f.exec(t, f.project, "", f.runner, "doctor", "--config", f.config)
+	if r.code != 1 || !strings.Contains(r.stdout, "FAIL  sudo rule for "+aliceName) || !strings.Contains(r.stdout, "NOPASSWD: "+f.runner) {
+		t.Errorf("doctor without the sudo rule: %s", r)
+	}
+	os.Chmod(f.config, 0o666)
+	defer os.Chmod(f.config, 0o644)
+	r = f.exec(t, f.project, "", f.runner, "doctor", "--config", f.config)
+	if r.code != 1 || !strings.Contains(r.stdout, "FAIL  config") || !strings.Contains(r.stdout, "writable by group or others") {
+		t.Errorf("doctor with a world-writable config: %s", r)
+	}
+}

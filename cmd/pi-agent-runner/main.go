@@ -38,6 +38,7 @@ caller's pi config.
 Usage:
   pi-agent-runner run [--backend oci|systemd] -- [AGENT ARGS...]
   pi-agent-runner config
+  pi-agent-runner doctor [--prove]
   pi-agent-runner gc
   pi-agent-runner help
 
@@ -64,6 +65,8 @@ func dispatch(args []string) int {
 		return cmdGC(args[1:])
 	case "config":
 		return cmdConfig(args[1:])
+	case "doctor":
+		return cmdDoctor(args[1:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return 0

@@ -33,6 +33,9 @@ type runFlags struct {
 	backend string
 	config  string
 	asUser  string
+	// command replaces the agent command (doctor --prove runs its
+	// canaries with it); never set from the command line.
+	command []string
 }
 
 func cmdRun(args []string) int {
@@ -66,7 +69,7 @@ func cmdRun(args []string) int {
 		return fail("%v", err)
 	}
 	defer req.project.Close()
-	return execute(req)
+	return execute(req, sandbox.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 }
 
 type request struct {
@@ -129,7 +132,7 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 		Caller:     caller,
 		Agent:      agent,
 		AgentGroup: cfg.Group,
-		Args:       append(append([]string{}, cfg.Agent.Command...), agentArgs...),
+		Args:       append(append([]string{}, commandOf(f, cfg)...), agentArgs...),
 		Cwd:        project.Cwd,
 		Project:    project.Path,
 		ProjectDir: project.Mount,
@@ -152,9 +155,16 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
+func commandOf(f runFlags, cfg *sandbox.Config) []string {
+	if len(f.command) > 0 {
+		return f.command
+	}
+	return cfg.Agent.Command
+}
+
 // execute performs the side effects: runtime directory, config sync and
 // merge, leftovers of dead runs, then the sandbox.
-func execute(req *request) int {
+func execute(req *request, stdio sandbox.Stdio) int {
 	p := req.plan
 	rt, err := buildRuntime(req.cfg, p, req.host, false)
 	if err != nil {
@@ -168,7 +178,7 @@ func execute(req *request) int {
 		fmt.Fprintf(os.Stderr, "pi-agent-runner: warning: cleaning up after dead runs: %v\n", err)
 	}
 	start := time.Now()
-	code, err := req.backend.Run(context.Background(), p, sandbox.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+	code, err := req.backend.Run(context.Background(), p, stdio)
 	sandbox.Audit(p, req.backend.Name(), code, err, time.Since(start))
 	if err != nil {
 		return fail("%v", err)
