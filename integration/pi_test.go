@@ -110,3 +110,110 @@ func TestRealPiSeesMergedConfig(t *testing.T) {
 		t.Errorf("pi sent Authorization %q, want the managed key", m.auth[0])
 	}
 }
+
+// scriptedModel answers as a model that calls pi's bash tool with each of
+// commands in turn, then replies with every tool result it was sent, so the
+// test sees what really happened inside.
+func startScriptedModel(t *testing.T, commands []string) *mockModel {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &mockModel{url: "http://" + ln.Addr().String() + "/v1"}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+		var req struct {
+			Model    string `json:"model"`
+			Messages []struct {
+				Role    string          `json:"role"`
+				Content json.RawMessage `json:"content"`
+			} `json:"messages"`
+		}
+		json.Unmarshal(body, &req)
+		var results []string
+		for _, msg := range req.Messages {
+			if msg.Role == "tool" {
+				results = append(results, contentText(msg.Content))
+			}
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		send := func(choice map[string]any) {
+			b, _ := json.Marshal(map[string]any{"id": "mock", "object": "chat.completion.chunk", "created": 0, "model": req.Model, "choices": []any{choice}})
+			fmt.Fprintf(w, "data: %s\n\n", b)
+		}
+		if n := len(results); n < len(commands) {
+			args, _ := json.Marshal(map[string]string{"command": commands[n]})
+			send(map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "tool_calls": []any{map[string]any{
+				"index": 0, "id": fmt.Sprintf("call_%d", n), "type": "function",
+				"function": map[string]any{"name": "bash", "arguments": string(args)}}}}, "finish_reason": nil})
+			send(map[string]any{"index": 0, "delta": map[string]any{}, "finish_reason": "tool_calls"})
+		} else {
+			send(map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "content": "RESULTS\n" + strings.Join(results, "\n---\n")}, "finish_reason": nil})
+			send(map[string]any{"index": 0, "delta": map[string]any{}, "finish_reason": "stop"})
+		}
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return m
+}
+
+func contentText(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var parts []struct {
+		Text string `json:"text"`
+	}
+	json.Unmarshal(raw, &parts)
+	var b strings.Builder
+	for _, p := range parts {
+		b.WriteString(p.Text)
+	}
+	return b.String()
+}
+
+// The real agent, driven by a model, attacks from its bash tool and does
+// ordinary work: the attacks fail, the work lands owned by the human.
+func TestRealPiToolCalls(t *testing.T) {
+	f := setup(t)
+	node, cli := piPrefix(t)
+	m := startScriptedModel(t, []string{
+		"cat /home/pit-alice/.ssh/id_ed25519; echo read-exit=$?",
+		"cat /home/pit-bob/open-but-hidden; echo bob-exit=$?",
+		"touch /usr/pwned; echo usr-exit=$?",
+		"echo made-by-pi > pi-wrote.txt && id -un && pwd",
+	})
+	dir := f.freshConfig(t)
+	f.put(t, dir, "models.json", fmt.Sprintf(`{"providers": {"mock": {"baseUrl": %q, "api": "openai-completions", "apiKey": "k", "models": [{"id": "scripted"}]}}}`, m.url))
+	f.put(t, dir, "settings.json", `{"defaultProvider": "mock", "defaultModel": "scripted"}`)
+	if err := f.writeConfig(`{"stateDir": %q, "agent": {"command": [%q, %q], "path": %q},
+		"hostUsers": {%q: {"projectRoots": ["~/proj"]}}, "environment": {"PI_OFFLINE": "1"}}`,
+		f.stateDir, node, cli, filepath.Dir(node)+":/usr/bin:/bin", aliceName); err != nil {
+		t.Fatal(err)
+	}
+	defer f.restoreConfig(t)
+	t.Cleanup(func() { os.Remove(filepath.Join(f.project, "pi-wrote.txt")) })
+	r := f.run(t, aliceName, f.project, "", "-p", "do the scripted work")
+	if r.code != 0 || !strings.Contains(r.stdout, "RESULTS") {
+		t.Fatalf("pi -p: %s", r)
+	}
+	for _, want := range []string{"read-exit=1", "bob-exit=1", "usr-exit=1", "pi-agent\n" + f.project} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("tool results lack %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, secret) {
+		t.Errorf("a secret reached the model:\n%s", r.stdout)
+	}
+	if _, err := os.Stat("/usr/pwned"); err == nil {
+		os.Remove("/usr/pwned")
+		t.Error("the agent wrote /usr/pwned on the host")
+	}
+	st, err := os.Stat(filepath.Join(f.project, "pi-wrote.txt"))
+	if err != nil || statUID(st) != f.alice.UID {
+		t.Errorf("the file pi wrote: %v, owner %d, want %d", err, statUID(st), f.alice.UID)
+	}
+}
