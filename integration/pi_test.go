@@ -217,3 +217,39 @@ func TestRealPiToolCalls(t *testing.T) {
 		t.Errorf("the file pi wrote: %v, owner %d, want %d", err, statUID(st), f.alice.UID)
 	}
 }
+
+// Everyday git inside the sandbox, in an existing repository of the human:
+// no "dubious ownership" refusal, objects on disk stay the human's, the
+// commit carries the human's identity from their git config (and nothing
+// else of it reaches the agent).
+func TestGitInsideTheSandbox(t *testing.T) {
+	f := setup(t)
+	requireTool(t, "git", "the git test drives git in the human's repository")
+	f.freshConfig(t)
+	repo := filepath.Join(f.project, "repo")
+	t.Cleanup(func() { os.RemoveAll(repo); os.Remove(filepath.Join(f.alice.Home, ".gitconfig")) })
+	if err := writeOwned(filepath.Join(f.alice.Home, ".gitconfig"), "[user]\n\tname = Alice Pit\n\temail = alice@pit.example\n[credential]\n\thelper = store\n", 0o644, f.alice); err != nil {
+		t.Fatal(err)
+	}
+	r := f.asUserPlain(t, aliceName, f.project, "git", "init", "-q", repo)
+	if r.code != 0 {
+		t.Fatalf("git init as alice: %s", r)
+	}
+	script := `cd repo && git status --short && echo hello > hello.txt && git add hello.txt && git commit -qm "by the agent" && git log -1 --format='%an <%ae>|%cn <%ce>' && git config --get credential.helper; echo helper-exit=$?`
+	r = f.run(t, aliceName, f.project, "", "sh", "-c", script)
+	if r.code != 0 || strings.Contains(r.stderr, "dubious ownership") {
+		t.Fatalf("git inside: %s", r)
+	}
+	if !strings.Contains(r.stdout, "Alice Pit <alice@pit.example>|Alice Pit <alice@pit.example>") {
+		t.Errorf("the commit does not carry the human's identity:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stdout, "helper-exit=1") {
+		t.Errorf("the human's credential helper reached the agent:\n%s", r.stdout)
+	}
+	filepath.Walk(filepath.Join(repo, ".git"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && statUID(fi) != f.alice.UID {
+			t.Errorf("%s is owned by %d on disk, want alice's %d", p, statUID(fi), f.alice.UID)
+		}
+		return nil
+	})
+}

@@ -191,3 +191,9 @@ func TestDoctor(t *testing.T) {
 		t.Errorf("doctor with a world-writable config: %s", r)
 	}
 }
+
+// asUserPlain runs a command as a user from dir, without the wrapper.
+func (f *fixture) asUserPlain(t *testing.T, user, dir string, argv ...string) result {
+	t.Helper()
+	return f.asUser(t, user, dir, nil, argv...)
+}

@@ -85,9 +85,10 @@ const (
 	typeFile = 2
 	typeEnd  = 3
 	typeGone = 4
+	typeMeta = 5
 )
 
-var typeNames = map[uint8]string{typeDir: "dir", typeFile: "file", typeEnd: "end", typeGone: "gone"}
+var typeNames = map[uint8]string{typeDir: "dir", typeFile: "file", typeEnd: "end", typeGone: "gone", typeMeta: "meta"}
 
 func encodeHeader(h *Header) []byte {
 	var e enc
@@ -100,6 +101,8 @@ func encodeHeader(h *Header) []byte {
 		e.u8(typeEnd)
 	case "gone":
 		e.u8(typeGone)
+	case "meta":
+		e.u8(typeMeta)
 	default:
 		e.u8(0)
 	}
@@ -146,9 +149,10 @@ func decodeHeader(b []byte) (*Header, error) {
 func writeRequest(w io.Writer, req *ReadRequest) error {
 	js, err := json.Marshal(struct {
 		Root    string   `json:"root"`
+		Home    string   `json:"home"`
 		Limits  Limits   `json:"limits"`
 		Exclude []string `json:"exclude"`
-	}{req.Root, req.Limits, req.Exclude})
+	}{req.Root, req.Home, req.Limits, req.Exclude})
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ import (
 // Header describes one entry of the stream.
 type Header struct {
 	Path     []byte   `json:"p,omitempty"` // relative, '/'-separated; bytes, so any name survives
-	Type     string   `json:"t"`           // "dir", "file", "gone", "end"
+	Type     string   `json:"t"`           // "dir", "file", "gone", "meta", "end"
 	Mode     uint32   `json:"m,omitempty"` // permission bits
 	Size     int64    `json:"s,omitempty"` // content length that follows
 	Key      string   `json:"k,omitempty"` // identity of the host file: dev:ino:size:mtime:ctime
@@ -54,7 +54,9 @@ type KnownFile struct {
 
 // ReadRequest is what the root side sends the reader on its stdin.
 type ReadRequest struct {
-	Root    string      `json:"root"`
+	Root string `json:"root"`
+	// Home, when set, asks for the caller's git identity (see gitIdentity).
+	Home    string      `json:"home"`
 	Known   []KnownFile `json:"known"`
 	Limits  Limits      `json:"limits"`
 	Exclude []string    `json:"exclude"`
@@ -176,6 +178,14 @@ func serveRead(in io.Reader, out io.Writer) error {
 	}
 	for _, name := range AlwaysSend {
 		delete(w.known, name)
+	}
+	if req.Home != "" {
+		for key, value := range gitIdentity(req.Home) {
+			if err := writeFrame(bw, &Header{Type: "meta", Path: []byte(key), Size: int64(len(value))}); err != nil {
+				return err
+			}
+			bw.WriteString(value)
+		}
 	}
 	end := &Header{Type: "end"}
 	if err := w.walkRoot(); err != nil {
@@ -410,4 +420,40 @@ func displayRel(rel string) string {
 		return "."
 	}
 	return rel
+}
+
+// gitIdentity reads user.name and user.email from the caller's global git
+// config (~/.gitconfig, then $XDG_CONFIG_HOME's default ~/.config/git/config),
+// so that commits the agent makes carry the human's name. Identity only: no
+// other key is read and include directives are not followed, so no
+// credential helper, token or path of theirs reaches the agent.
+func gitIdentity(home string) map[string]string {
+	id := map[string]string{}
+	for _, p := range []string{home + "/.config/git/config", home + "/.gitconfig"} { // later wins, as in git
+		data, err := os.ReadFile(p)
+		if err != nil || len(data) > 1<<20 {
+			continue
+		}
+		section := ""
+		for _, line := range strings.Split(string(data), "\n") {
+			line = strings.TrimSpace(line)
+			if strings.HasPrefix(line, "[") {
+				section = strings.ToLower(strings.Trim(strings.Fields(strings.Trim(line, "[]") + " ")[0], "\""))
+				continue
+			}
+			if section != "user" {
+				continue
+			}
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				continue
+			}
+			k = strings.ToLower(strings.TrimSpace(k))
+			v = strings.Trim(strings.TrimSpace(v), "\"")
+			if (k == "name" || k == "email") && v != "" {
+				id["git."+k] = v
+			}
+		}
+	}
+	return id
 }

@@ -209,3 +209,25 @@ func FuzzDecodeHeader(f *testing.F) {
 		}
 	})
 }
+
+func TestGitIdentityReadsOnlyTheIdentity(t *testing.T) {
+	home := t.TempDir()
+	os.MkdirAll(filepath.Join(home, ".config", "git"), 0o755)
+	os.WriteFile(filepath.Join(home, ".config", "git", "config"), []byte("[user]\n\tname = Old Name\n"), 0o644)
+	os.WriteFile(filepath.Join(home, ".gitconfig"), []byte(`[user]
+	name = "Alice Example"
+	email = alice@example.org
+	signingkey = SECRETKEY
+[credential]
+	helper = store --file ~/.git-credentials
+[include]
+	path = ~/.secret-gitconfig
+[url "https://token@github.com/"]
+	insteadOf = https://github.com/
+`), 0o644)
+	os.WriteFile(filepath.Join(home, ".secret-gitconfig"), []byte("[user]\n\temail = leaked@secret\n"), 0o644)
+	id := gitIdentity(home)
+	if id["git.name"] != "Alice Example" || id["git.email"] != "alice@example.org" || len(id) != 2 {
+		t.Errorf("identity %v", id)
+	}
+}

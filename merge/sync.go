@@ -35,6 +35,10 @@ type Options struct {
 	Caller *syscall.Credential
 	// HostDir is the caller's config dir (home + configPath).
 	HostDir string
+	// CallerHome, when set, has the reader pass on the caller's git
+	// identity (user.name, user.email), which becomes GIT_AUTHOR_* and
+	// GIT_COMMITTER_* in the agent's host environment layer.
+	CallerHome string
 	// UserDir is <stateDir>/users/<name>: root-only, holds the manifest,
 	// the lock and the staging area.
 	UserDir string
@@ -141,11 +145,18 @@ func Sync(ctx context.Context, o Options) (_ *Result, retErr error) {
 	if err != nil {
 		return nil, err // the runtime is untouched
 	}
+	if name := rx.meta["git.name"]; name != "" {
+		res.HostEnv = append(res.HostEnv, Var{Key: "GIT_AUTHOR_NAME", Value: name, Source: "git config"}, Var{Key: "GIT_COMMITTER_NAME", Value: name, Source: "git config"})
+	}
+	if email := rx.meta["git.email"]; email != "" {
+		res.HostEnv = append(res.HostEnv, Var{Key: "GIT_AUTHOR_EMAIL", Value: email, Source: "git config"}, Var{Key: "GIT_COMMITTER_EMAIL", Value: email, Source: "git config"})
+	}
 	if rx.env != nil {
-		res.HostEnv, err = ParseDotenv(bytes.NewReader(rx.env), filepath.Join(o.HostDir, EnvFile))
+		vars, err := ParseDotenv(bytes.NewReader(rx.env), filepath.Join(o.HostDir, EnvFile))
 		if err != nil {
 			return nil, err
 		}
+		res.HostEnv = append(res.HostEnv, vars...)
 	}
 
 	rt, err := openTree(o.RuntimeDir, o.AgentUID, o.AgentGID)
@@ -267,6 +278,7 @@ func (o *Options) apply(rt *tree, staging int, a Action, res *Result) error {
 type received struct {
 	entries  []HostEntry
 	gone     map[string]bool
+	meta     map[string]string
 	settings []byte
 	env      []byte
 }
@@ -276,7 +288,7 @@ type received struct {
 // settings and env files kept in memory. Every header is checked: paths, types,
 // sizes, counts, duplicates.
 func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, staging int, res *Result) (*received, error) {
-	req := ReadRequest{Root: o.HostDir, Limits: o.Limits, Exclude: exclude}
+	req := ReadRequest{Root: o.HostDir, Home: o.CallerHome, Limits: o.Limits, Exclude: exclude}
 	for _, f := range man.Files {
 		req.Known = append(req.Known, KnownFile{Path: f.Path, Key: f.Key})
 	}
@@ -316,7 +328,7 @@ func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, 
 }
 
 func (o *Options) consume(r io.Reader, exclude []string, staging int, res *Result) (*received, error) {
-	rx := &received{gone: map[string]bool{}}
+	rx := &received{gone: map[string]bool{}, meta: map[string]string{}}
 	seen := map[string]bool{}
 	var total int64
 	for n := 0; ; n++ {
@@ -346,7 +358,7 @@ func (o *Options) consume(r io.Reader, exclude []string, staging int, res *Resul
 			return nil, fmt.Errorf("reading %s: %q sent twice", o.HostDir, rel)
 		}
 		seen[rel] = true
-		if h.Size < 0 || h.Size > o.Limits.MaxFile || (h.Type != "file" && h.Size != 0) {
+		if h.Size < 0 || h.Size > o.Limits.MaxFile || (h.Type != "file" && h.Type != "meta" && h.Size != 0) {
 			return nil, fmt.Errorf("%s: %d bytes, more than the limit of %d for one file", filepath.Join(o.HostDir, rel), h.Size, o.Limits.MaxFile)
 		}
 		total += h.Size
@@ -361,6 +373,14 @@ func (o *Options) consume(r io.Reader, exclude []string, staging int, res *Resul
 			}
 		case h.Type == "gone":
 			rx.gone[rel] = true
+		case h.Type == "meta":
+			data, err := io.ReadAll(content)
+			if err != nil {
+				return nil, err
+			}
+			if (rel == "git.name" || rel == "git.email") && len(data) <= 256 && !bytes.ContainsAny(data, "\x00\n\r") {
+				rx.meta[rel] = string(data)
+			}
 		case h.Type != "file":
 			return nil, fmt.Errorf("reading %s: unknown entry type %q", o.HostDir, h.Type)
 		case rel == SettingsFile || rel == EnvFile:

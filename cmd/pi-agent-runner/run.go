@@ -221,6 +221,7 @@ func syncOptions(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, dr
 		Exe:        "/proc/self/exe",
 		Caller:     &syscall.Credential{Uid: uint32(p.Caller.UID), Gid: uint32(p.Caller.GID), Groups: groups},
 		HostDir:    filepath.Join(p.Caller.Home, host.ConfigDir()),
+		CallerHome: p.Caller.Home,
 		UserDir:    filepath.Dir(p.RuntimeDir),
 		RuntimeDir: p.RuntimeDir,
 		AgentUID:   p.Agent.UID,
