@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // piPrefix is where .ci/run installs Node 22 and the pi agent from npm
@@ -185,7 +186,13 @@ func TestRealPiToolCalls(t *testing.T) {
 		"cat /home/pit-bob/open-but-hidden; echo bob-exit=$?",
 		"touch /usr/pwned; echo usr-exit=$?",
 		"echo made-by-pi > pi-wrote.txt && id -un && pwd",
+		"sh ./run-tests.sh",
 	})
+	// The project's own test command, which the agent runs like a user would.
+	if err := writeOwned(filepath.Join(f.project, "run-tests.sh"), "#!/bin/sh\necho \"tests: $(ls | wc -l) files, all passed\"\n", 0o755, f.alice); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(filepath.Join(f.project, "run-tests.sh")) })
 	dir := f.freshConfig(t)
 	f.put(t, dir, "models.json", fmt.Sprintf(`{"providers": {"mock": {"baseUrl": %q, "api": "openai-completions", "apiKey": "k", "models": [{"id": "scripted"}]}}}`, m.url))
 	f.put(t, dir, "settings.json", `{"defaultProvider": "mock", "defaultModel": "scripted"}`)
@@ -200,7 +207,7 @@ func TestRealPiToolCalls(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "RESULTS") {
 		t.Fatalf("pi -p: %s", r)
 	}
-	for _, want := range []string{"read-exit=1", "bob-exit=1", "usr-exit=1", "pi-agent\n" + f.project} {
+	for _, want := range []string{"read-exit=1", "bob-exit=1", "usr-exit=1", "pi-agent\n" + f.project, "all passed"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("tool results lack %q:\n%s", want, r.stdout)
 		}
@@ -252,4 +259,63 @@ func TestGitInsideTheSandbox(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// piConfig points the runner at the real pi with a mock provider at url.
+func (f *fixture) piConfig(t *testing.T, url, model string) {
+	t.Helper()
+	node, cli := piPrefix(t)
+	dir := f.freshConfig(t)
+	f.put(t, dir, "models.json", fmt.Sprintf(`{"providers": {"mock": {"baseUrl": %q, "api": "openai-completions", "apiKey": "k", "models": [{"id": %q}]}}}`, url, model))
+	f.put(t, dir, "settings.json", fmt.Sprintf(`{"defaultProvider": "mock", "defaultModel": %q}`, model))
+	if err := f.writeConfig(`{"stateDir": %q, "agent": {"command": [%q, %q], "path": %q},
+		"hostUsers": {%q: {"projectRoots": ["~/proj"]}}, "environment": {"PI_OFFLINE": "1"}}`,
+		f.stateDir, node, cli, filepath.Dir(node)+":/usr/bin:/bin", aliceName); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.restoreConfig(t) })
+}
+
+// A second run with --continue resumes the first session: the sessions live
+// in the runtime dir, which persists between runs.
+func TestRealPiContinuesASession(t *testing.T) {
+	f := setup(t)
+	m := startMockModel(t, "noted")
+	f.piConfig(t, m.url, "m")
+	if r := f.run(t, aliceName, f.project, "", "-p", "remember first-ping-31"); r.code != 0 {
+		t.Fatalf("first run: %s", r)
+	}
+	if r := f.run(t, aliceName, f.project, "", "--continue", "-p", "and second-ping-32"); r.code != 0 {
+		t.Fatalf("second run: %s", r)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	last, _ := json.Marshal(m.requests[len(m.requests)-1])
+	if !strings.Contains(string(last), "first-ping-31") || !strings.Contains(string(last), "second-ping-32") {
+		t.Errorf("--continue did not carry the first session:\n%s", last)
+	}
+}
+
+// The interactive TUI under a real terminal: it renders, a prompt
+// round-trips through the model, the window resizes, Ctrl+D exits 0.
+func TestRealPiInteractive(t *testing.T) {
+	f := setup(t)
+	requireTmux(t)
+	m := startMockModel(t, "pong-from-the-mock-77")
+	f.piConfig(t, m.url, "m")
+	s := f.startTmux(t, "pi-tui", nil)
+	s.waitFor("v1.")
+	s.cmd("send-keys", "-t", "s", "-l", "ping from the test")
+	s.cmd("send-keys", "-t", "s", "Enter")
+	s.waitFor("pong-from-the-mock-77")
+	s.cmd("resize-window", "-t", "s", "-x", "140", "-y", "40")
+	time.Sleep(500 * time.Millisecond)
+	if w := strings.TrimSpace(s.cmd("display-message", "-p", "-t", "s", "#{window_width}")); w != "140" {
+		t.Errorf("window width %s", w)
+	}
+	s.cmd("send-keys", "-t", "s", "C-d")
+	screen := s.waitFor("RUNNER_EXIT=")
+	if !strings.Contains(screen, "RUNNER_EXIT=0") {
+		t.Errorf("Ctrl+D did not exit 0:\n%s", screen)
+	}
 }
