@@ -112,10 +112,19 @@ func TestRealPiSeesMergedConfig(t *testing.T) {
 	}
 }
 
-// scriptedModel answers as a model that calls pi's bash tool with each of
-// commands in turn, then replies with every tool result it was sent, so the
-// test sees what really happened inside.
-func startScriptedModel(t *testing.T, commands []string) *mockModel {
+// toolCall is one call of a pi tool (bash, read, write, edit) with its
+// arguments.
+type toolCall struct {
+	name string
+	args any
+}
+
+func bash(command string) toolCall { return toolCall{"bash", map[string]string{"command": command}} }
+
+// scriptedModel answers as a model that makes each of calls in turn, then
+// replies with every tool result it was sent, so the test sees what really
+// happened inside.
+func startScriptedModel(t *testing.T, calls []toolCall) *mockModel {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -143,11 +152,11 @@ func startScriptedModel(t *testing.T, commands []string) *mockModel {
 			b, _ := json.Marshal(map[string]any{"id": "mock", "object": "chat.completion.chunk", "created": 0, "model": req.Model, "choices": []any{choice}})
 			fmt.Fprintf(w, "data: %s\n\n", b)
 		}
-		if n := len(results); n < len(commands) {
-			args, _ := json.Marshal(map[string]string{"command": commands[n]})
+		if n := len(results); n < len(calls) {
+			args, _ := json.Marshal(calls[n].args)
 			send(map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "tool_calls": []any{map[string]any{
 				"index": 0, "id": fmt.Sprintf("call_%d", n), "type": "function",
-				"function": map[string]any{"name": "bash", "arguments": string(args)}}}}, "finish_reason": nil})
+				"function": map[string]any{"name": calls[n].name, "arguments": string(args)}}}}, "finish_reason": nil})
 			send(map[string]any{"index": 0, "delta": map[string]any{}, "finish_reason": "tool_calls"})
 		} else {
 			send(map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "content": "RESULTS\n" + strings.Join(results, "\n---\n")}, "finish_reason": nil})
@@ -181,12 +190,17 @@ func contentText(raw json.RawMessage) string {
 func TestRealPiToolCalls(t *testing.T) {
 	f := setup(t)
 	node, cli := piPrefix(t)
-	m := startScriptedModel(t, []string{
-		"cat /home/pit-alice/.ssh/id_ed25519; echo read-exit=$?",
-		"cat /home/pit-bob/open-but-hidden; echo bob-exit=$?",
-		"touch /usr/pwned; echo usr-exit=$?",
-		"echo made-by-pi > pi-wrote.txt && id -un && pwd",
-		"sh ./run-tests.sh",
+	m := startScriptedModel(t, []toolCall{
+		bash("cat /home/pit-alice/.ssh/id_ed25519; echo read-exit=$?"),
+		bash("cat /home/pit-bob/open-but-hidden; echo bob-exit=$?"),
+		bash("touch /usr/pwned; echo usr-exit=$?"),
+		{"read", map[string]string{"path": "/home/pit-alice/.ssh/id_ed25519"}},
+		{"write", map[string]string{"path": "/etc/pwned-by-write", "content": "x"}},
+		bash("echo made-by-pi > pi-wrote.txt && id -un && pwd"),
+		{"write", map[string]string{"path": "notes.md", "content": "first draft\n"}},
+		{"edit", map[string]any{"path": "notes.md", "edits": []map[string]string{{"oldText": "first draft", "newText": "edited by the agent"}}}},
+		{"read", map[string]string{"path": "notes.md"}},
+		bash("sh ./run-tests.sh"),
 	})
 	// The project's own test command, which the agent runs like a user would.
 	if err := writeOwned(filepath.Join(f.project, "run-tests.sh"), "#!/bin/sh\necho \"tests: $(ls | wc -l) files, all passed\"\n", 0o755, f.alice); err != nil {
@@ -202,7 +216,10 @@ func TestRealPiToolCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.restoreConfig(t)
-	t.Cleanup(func() { os.Remove(filepath.Join(f.project, "pi-wrote.txt")) })
+	t.Cleanup(func() {
+		os.Remove(filepath.Join(f.project, "pi-wrote.txt"))
+		os.Remove(filepath.Join(f.project, "notes.md"))
+	})
 	r := f.run(t, aliceName, f.project, "", "-p", "do the scripted work")
 	if r.code != 0 || !strings.Contains(r.stdout, "RESULTS") {
 		t.Fatalf("pi -p: %s", r)
@@ -215,9 +232,18 @@ func TestRealPiToolCalls(t *testing.T) {
 	if strings.Contains(r.stdout, secret) {
 		t.Errorf("a secret reached the model:\n%s", r.stdout)
 	}
-	if _, err := os.Stat("/usr/pwned"); err == nil {
-		os.Remove("/usr/pwned")
-		t.Error("the agent wrote /usr/pwned on the host")
+	for _, p := range []string{"/usr/pwned", "/etc/pwned-by-write"} {
+		if _, err := os.Stat(p); err == nil {
+			os.Remove(p)
+			t.Errorf("the agent wrote %s on the host", p)
+		}
+	}
+	// write, edit and read of pi's own tools, on the host's disk.
+	if data, err := os.ReadFile(filepath.Join(f.project, "notes.md")); err != nil || string(data) != "edited by the agent\n" {
+		t.Errorf("notes.md after write and edit: %q %v", data, err)
+	}
+	if !strings.Contains(r.stdout, "edited by the agent") {
+		t.Errorf("the read tool did not return the edited file:\n%s", r.stdout)
 	}
 	st, err := os.Stat(filepath.Join(f.project, "pi-wrote.txt"))
 	if err != nil || statUID(st) != f.alice.UID {
