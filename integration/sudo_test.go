@@ -179,6 +179,14 @@ func TestDoctor(t *testing.T) {
 			t.Errorf("doctor output lacks %q:\n%s", want, r.stdout)
 		}
 	}
+	// A rule that grants everything instead of the scoped one.
+	if err := os.WriteFile("/etc/sudoers.d/pi-agent-it", []byte(aliceName+" ALL=(ALL) ALL\n"), 0o440); err != nil {
+		t.Fatal(err)
+	}
+	r = f.exec(t, f.project, "", f.runner, "doctor", "--config", f.config)
+	if r.code != 1 || !strings.Contains(r.stdout, "only through a broad rule") {
+		t.Errorf("doctor with an ALL rule instead of the scoped one: %s", r)
+	}
 	os.Remove("/etc/sudoers.d/pi-agent-it")
 	r = f.exec(t, f.project, "", f.runner, "doctor", "--config", f.config)
 	if r.code != 1 || !strings.Contains(r.stdout, "FAIL  sudo rule for "+aliceName) || !strings.Contains(r.stdout, "NOPASSWD: "+f.runner) {

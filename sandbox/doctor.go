@@ -78,15 +78,25 @@ func SudoRule(sudo, user, runner string) []Check {
 		return []Check{{Name: name, Detail: "sudo does not let " + user + " run the runner",
 			Remedy: fmt.Sprintf("add to /etc/sudoers.d/pi-agent: %s ALL=(root) NOPASSWD: %s (NixOS: m3ta.pi-agent.hostUsers does it)", user, runner)}}
 	}
-	checks := []Check{Pass(name, "NOPASSWD for "+runner)}
 	out, _ := exec.Command(sudo, "-n", "-l", "-U", user).Output()
+	scoped, broad := false, ""
 	for _, l := range strings.Split(string(out), "\n") {
 		l = strings.TrimSpace(l)
-		if strings.HasSuffix(l, ") ALL") || strings.HasSuffix(l, ") NOPASSWD: ALL") {
-			checks = append(checks, Check{Name: "sudo scope for " + user, Info: true,
-				Detail: "another rule grants " + user + " everything (" + l + "); the sandbox protects " + user + " from the agent, not from themselves"})
-			break
+		if strings.Contains(l, "NOPASSWD") && strings.Contains(l, runner) {
+			scoped = true
 		}
+		if strings.HasSuffix(l, ") ALL") || strings.HasSuffix(l, ": ALL") {
+			broad = l
+		}
+	}
+	if !scoped {
+		return []Check{{Name: name, Detail: user + " reaches the runner only through a broad rule (" + broad + ")",
+			Remedy: fmt.Sprintf("add the scoped rule: %s ALL=(root) NOPASSWD: %s", user, runner)}}
+	}
+	checks := []Check{Pass(name, "NOPASSWD for "+runner+" only")}
+	if broad != "" {
+		checks = append(checks, Check{Name: "sudo scope for " + user, Info: true,
+			Detail: "another rule grants " + user + " everything (" + broad + "); the sandbox protects " + user + " from the agent, not from themselves"})
 	}
 	return checks
 }
