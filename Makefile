@@ -10,7 +10,7 @@ RUNNER_PATH ?= $(LIBEXEC)/pi-agent-runner
 TAGS      := seccomp
 export CGO_ENABLED := 1
 
-.PHONY: all build test test-unit test-integration test-vm fuzz bench-sync install clean
+.PHONY: all build test test-unit test-integration test-vm fuzz bench bench-sync install clean
 
 all: build
 
@@ -61,6 +61,10 @@ fuzz:
 	  echo "fuzz $$t ($(FUZZTIME))"; \
 	  $(GO) test -run XXX -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./merge/ || exit 1; \
 	done
+
+# Start-up next to runc, crun and bwrap; writes bench/RESULTS.md.
+bench: build
+	bash bench/run.sh
 
 bench-sync: build
 	$(GO) test -tags '$(TAGS) integration' -run XXX -bench 'Sync|CpA' -benchtime 5x ./integration/

@@ -16,6 +16,7 @@ import (
 	"github.com/m3ta/pi-agent/merge"
 	"github.com/m3ta/pi-agent/rootfs"
 	"github.com/m3ta/pi-agent/sandbox"
+	"github.com/m3ta/pi-agent/sandbox/oci"
 	"github.com/m3ta/pi-agent/seccomp"
 )
 
@@ -36,6 +37,9 @@ type runFlags struct {
 	// command replaces the agent command (doctor --prove runs its
 	// canaries with it); never set from the command line.
 	command []string
+	// printSpec, when set, writes the OCI bundle to this directory instead
+	// of running it (benchmarks run it with stock runc and crun).
+	printSpec string
 }
 
 func cmdRun(args []string) int {
@@ -45,6 +49,7 @@ func cmdRun(args []string) int {
 	fs.StringVar(&f.backend, "backend", "", "sandbox backend: oci, systemd or auto (default: the config's backend)")
 	fs.StringVar(&f.config, "config", "", "runner config path (root only, not through sudo)")
 	fs.StringVar(&f.asUser, "as-user", "", "host user to run for (root only, not through sudo)")
+	fs.StringVar(&f.printSpec, "print-spec", "", "write the OCI bundle (config.json, rootfs, project mount) to this new directory instead of running (root only, not through sudo)")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, runUsage)
 		fs.PrintDefaults()
@@ -69,7 +74,30 @@ func cmdRun(args []string) int {
 		return fail("%v", err)
 	}
 	defer req.project.Close()
+	if f.printSpec != "" {
+		return printSpec(req, f.printSpec)
+	}
 	return execute(req, sandbox.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+}
+
+// printSpec writes the bundle of req instead of running it: the same
+// config, policy, sync and merge as a run.
+func printSpec(req *request, dir string) int {
+	if _, ok := req.backend.(*oci.Backend); !ok {
+		return fail("--print-spec writes an OCI bundle: use it with --backend oci")
+	}
+	rt, err := buildRuntime(req.cfg, req.plan, req.host, false)
+	if err != nil {
+		return fail("%v", err)
+	}
+	p := req.plan
+	p.TTY = false
+	p.Env = sandbox.AgentEnv(req.cfg.Agent.Path, p.Agent.Home, p.AgentDir, p.Agent.Name, os.Environ(), rt.env)
+	if err := oci.WriteBundle(p, dir); err != nil {
+		return fail("write bundle: %v", err)
+	}
+	fmt.Printf("bundle written to %s; run it with: runc run --bundle %s ID\nthe project is mounted at %s/project: umount it before removing the bundle\n", dir, dir, dir)
+	return 0
 }
 
 type request struct {
@@ -83,6 +111,9 @@ type request struct {
 // prepare performs every check and builds the Plan; it has no side effects
 // on the host beyond the read-only resolution of the caller's paths.
 func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
+	if f.printSpec != "" && (os.Getenv("SUDO_UID") != "" || os.Getenv("SUDO_USER") != "") {
+		return nil, errors.New("--print-spec writes as root where it is told: it is for root calling the runner directly, and refused through sudo")
+	}
 	ss, err := begin(f.config, f.asUser)
 	if err != nil {
 		return nil, err
