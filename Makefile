@@ -14,10 +14,15 @@ export CGO_ENABLED := 1
 
 all: build
 
-build: bin/pi bin/pi-agent-runner
+build: bin/pi bin/pi-agent-runner bin/pi-agent-helper
 
 bin/pi-agent-runner: FORCE
 	$(GO) build -buildvcs=false -tags '$(TAGS)' -trimpath -o $@ ./cmd/pi-agent-runner
+
+# Static and small: it starts once per run as the caller, twice, and as the
+# sandbox's PID 1.
+bin/pi-agent-helper: FORCE
+	CGO_ENABLED=0 $(GO) build -buildvcs=false -trimpath -ldflags '-s -w' -o $@ ./cmd/pi-agent-helper
 
 bin/pi: FORCE
 	$(GO) build -buildvcs=false -trimpath -ldflags '-X main.runnerPath=$(RUNNER_PATH)' -o $@ ./cmd/pi
@@ -72,6 +77,7 @@ bench-sync: build
 install: build
 	install -d -m 0755 $(DESTDIR)$(LIBEXEC) $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 bin/pi-agent-runner $(DESTDIR)$(RUNNER_PATH)
+	install -m 0755 bin/pi-agent-helper $(DESTDIR)$(dir $(RUNNER_PATH))pi-agent-helper
 	install -m 0755 bin/pi $(DESTDIR)$(PREFIX)/bin/pi
 
 clean:

@@ -105,6 +105,7 @@ func newFixture() (*fixture, error) {
 	builds := [][]string{
 		{"build", "-buildvcs=false", "-tags", "seccomp", "-o", f.runner, "-ldflags", "-X github.com/m3ta/pi-agent/sandbox.DefaultConfigPath=" + f.config, "./cmd/pi-agent-runner"},
 		{"build", "-buildvcs=false", "-o", f.wrapper, "-ldflags", "-X main.runnerPath=" + f.runner, "./cmd/pi"},
+		{"build", "-buildvcs=false", "-o", filepath.Join(base, "libexec", "pi-agent-helper"), "./cmd/pi-agent-helper"},
 	}
 	for _, b := range builds {
 		cmd := exec.Command("go", b...)

@@ -19,6 +19,7 @@ buildGoModule (finalAttrs: {
       ../rootfs
       ../seccomp
       ../merge
+      ../reaper
     ];
   };
 
@@ -29,6 +30,7 @@ buildGoModule (finalAttrs: {
   subPackages = [
     "cmd/pi"
     "cmd/pi-agent-runner"
+    "cmd/pi-agent-helper"
   ];
 
   env.CGO_ENABLED = 1;
@@ -49,7 +51,7 @@ buildGoModule (finalAttrs: {
   # and the sudo rule, never on their PATH.
   postInstall = ''
     mkdir -p $out/libexec/pi-agent
-    mv $out/bin/pi-agent-runner $out/libexec/pi-agent/
+    mv $out/bin/pi-agent-runner $out/bin/pi-agent-helper $out/libexec/pi-agent/
   '';
 
   # The unit tests run; the root tests (integration/, build tag

@@ -49,6 +49,7 @@ say "building pi-agent"
 say "installing $RUNNER and $PREFIX/bin/pi"
 install -d -m 0755 -o root -g root "$LIBEXEC"
 install -m 0755 -o root -g root "$SRC/bin/pi-agent-runner" "$RUNNER"
+install -m 0755 -o root -g root "$SRC/bin/pi-agent-helper" "$LIBEXEC/pi-agent-helper"
 install -m 0755 -o root -g root "$SRC/bin/pi" "$PREFIX/bin/pi"
 
 if ! getent passwd pi-agent >/dev/null; then

@@ -4,8 +4,8 @@ import (
 	"os"
 
 	"github.com/m3ta/pi-agent/merge"
+	"github.com/m3ta/pi-agent/reaper"
 	"github.com/m3ta/pi-agent/sandbox"
-	"github.com/m3ta/pi-agent/sandbox/oci"
 )
 
 // cmdResolve is the helper that resolves the caller's paths with the
@@ -31,5 +31,5 @@ func cmdReap(args []string) int {
 	if len(args) > 0 && args[0] == "--" {
 		args = args[1:]
 	}
-	return oci.Reap(args)
+	return reaper.Run(args)
 }

@@ -131,7 +131,7 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 		return nil, err
 	}
 
-	project, err := sandbox.ResolveProject(context.Background(), "/proc/self/exe", caller, hostUser.ProjectRoots, cfg.Sandbox.ProjectScope)
+	project, err := sandbox.ResolveProject(context.Background(), helper(), caller, hostUser.ProjectRoots, cfg.Sandbox.ProjectScope)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +175,7 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 		PidsMax:    cfg.Sandbox.PidsMax,
 		TmpSize:    tmpSize,
 		TTY:        isTerminal(os.Stdin),
-		Init:       self,
+		Init:       helper(),
 		Hostname:   "pi-agent",
 	}
 	return &request{plan: plan, backend: backend, project: project, cfg: cfg, host: hostUser}, nil
@@ -249,7 +249,7 @@ func syncOptions(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, dr
 		groups[i] = uint32(g)
 	}
 	return merge.Options{
-		Exe:        "/proc/self/exe",
+		Exe:        helper(),
 		Caller:     &syscall.Credential{Uid: uint32(p.Caller.UID), Gid: uint32(p.Caller.GID), Groups: groups},
 		HostDir:    filepath.Join(p.Caller.Home, host.ConfigDir()),
 		CallerHome: p.Caller.Home,
@@ -297,4 +297,24 @@ func ensureRuntimeDir(p *sandbox.Plan) error {
 		}
 	}
 	return nil
+}
+
+// helper returns the binary the runner starts for the caller (resolve, sync
+// reader) and as the sandbox's PID 1: pi-agent-helper next to the runner,
+// small and quick to start, when it is there and root's; else the runner
+// itself, which has the same hidden commands.
+func helper() string {
+	self, err := os.Executable()
+	if err != nil {
+		return "/proc/self/exe"
+	}
+	if self, err = filepath.EvalSymlinks(self); err != nil {
+		return "/proc/self/exe"
+	}
+	p := filepath.Join(filepath.Dir(self), "pi-agent-helper")
+	if f, err := sandbox.OpenTrusted(p, 0); err == nil {
+		f.Close()
+		return p
+	}
+	return self
 }

@@ -20,6 +20,7 @@ refused() { [ "$1" -ne 0 ] && lacks "$2" STARTED; }
 # --- install, as documented ---------------------------------------------------
 install -d -m 0755 /usr/local/libexec/pi-agent /etc/pi-agent
 install -m 0755 "$share/bin/pi-agent-runner" /usr/local/libexec/pi-agent/pi-agent-runner
+install -m 0755 "$share/bin/pi-agent-helper" /usr/local/libexec/pi-agent/pi-agent-helper
 install -m 0755 "$share/bin/pi" /usr/local/bin/pi
 cat > /etc/pi-agent/config.json <<'JSON'
 {

@@ -122,7 +122,7 @@ share=$(mktemp -d)
 trap 'rm -rf "$share"' EXIT
 mkdir -p "$share/bin"
 make -C "$repo" build RUNNER_PATH=/usr/local/libexec/pi-agent/pi-agent-runner >/dev/null
-cp "$repo/bin/pi" "$repo/bin/pi-agent-runner" "$share/bin/"
+cp "$repo/bin/pi" "$repo/bin/pi-agent-runner" "$repo/bin/pi-agent-helper" "$share/bin/"
 (cd "$repo" && CGO_ENABLED=0 go build -buildvcs=false -o "$share/bin/mockmodel" ./integration/testdata/mockmodel)
 cp "$here/guest.sh" "$share/guest.sh"
 # The real pi agent and Node, as .ci/run installs them, shared read-only.

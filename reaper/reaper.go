@@ -1,4 +1,8 @@
-package oci
+// Package reaper is PID 1 inside a sandbox: it starts the agent, forwards
+// signals to it and reaps orphans. It imports nothing beyond the standard
+// library and x/sys, so that the small helper binary that carries it starts
+// fast.
+package reaper
 
 import (
 	"errors"
@@ -10,20 +14,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Reap is PID 1 inside the container (`/.pi-agent/init _reap -- ARGS…`). A
+// Run is PID 1 inside the container (`/.pi-agent/init _reap -- ARGS…`). A
 // process that is PID 1 of a pid namespace ignores every signal it has no
 // handler for, so the agent itself must not be PID 1: Reap starts it as its
 // child in a process group of its own (the foreground group of the terminal,
 // when there is one), forwards the signals it receives to that group, reaps
 // orphans, and exits with the agent's status (128+N for signal N). When Reap
 // exits, the kernel kills whatever is left in the namespace.
-func Reap(args []string) int {
+func Run(args []string) int {
 	if os.Getpid() != 1 || os.Geteuid() == 0 {
-		fmt.Fprintln(os.Stderr, "pi-agent-runner: _reap is internal: it runs only as PID 1 of a sandbox, never as root")
+		fmt.Fprintln(os.Stderr, "pi-agent: _reap is internal: it runs only as PID 1 of a sandbox, never as root")
 		return 125
 	}
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "pi-agent-runner: _reap: no command")
+		fmt.Fprintln(os.Stderr, "pi-agent: _reap: no command")
 		return 125
 	}
 	sigs := make(chan os.Signal, 32)
@@ -41,7 +45,7 @@ func Reap(args []string) int {
 		Sys:   attr,
 	})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "pi-agent-runner: start %s: %v\n", path, err)
+		fmt.Fprintf(os.Stderr, "pi-agent: start %s: %v\n", path, err)
 		if errors.Is(err, os.ErrNotExist) {
 			return 127
 		}
