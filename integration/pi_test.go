@@ -48,32 +48,7 @@ type mockModel struct {
 
 func startMockModel(t *testing.T, reply string) *mockModel {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &mockModel{url: "http://" + ln.Addr().String() + "/v1"}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		var req map[string]any
-		json.Unmarshal(body, &req)
-		m.mu.Lock()
-		m.requests = append(m.requests, req)
-		m.auth = append(m.auth, r.Header.Get("Authorization"))
-		m.mu.Unlock()
-		w.Header().Set("Content-Type", "text/event-stream")
-		chunk := func(delta map[string]any, finish any) {
-			b, _ := json.Marshal(map[string]any{"id": "mock-1", "object": "chat.completion.chunk", "created": 0, "model": req["model"],
-				"choices": []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish}}})
-			fmt.Fprintf(w, "data: %s\n\n", b)
-		}
-		chunk(map[string]any{"role": "assistant", "content": reply}, nil)
-		chunk(map[string]any{}, "stop")
-		fmt.Fprint(w, "data: [DONE]\n\n")
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return m
+	return startScriptedModel(t, nil, reply)
 }
 
 // The real pi agent, inside the sandbox, sees the merged layers: the host's
@@ -121,10 +96,10 @@ type toolCall struct {
 
 func bash(command string) toolCall { return toolCall{"bash", map[string]string{"command": command}} }
 
-// scriptedModel answers as a model that makes each of calls in turn, then
-// replies with every tool result it was sent, so the test sees what really
-// happened inside.
-func startScriptedModel(t *testing.T, calls []toolCall) *mockModel {
+// startScriptedModel answers as a model that makes each of calls in turn,
+// then replies with every tool result it was sent, so the test sees what
+// really happened inside; without calls it answers every request with reply.
+func startScriptedModel(t *testing.T, calls []toolCall, reply string) *mockModel {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -133,6 +108,8 @@ func startScriptedModel(t *testing.T, calls []toolCall) *mockModel {
 	m := &mockModel{url: "http://" + ln.Addr().String() + "/v1"}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+		var raw map[string]any
+		json.Unmarshal(body, &raw)
 		var req struct {
 			Model    string `json:"model"`
 			Messages []struct {
@@ -141,6 +118,10 @@ func startScriptedModel(t *testing.T, calls []toolCall) *mockModel {
 			} `json:"messages"`
 		}
 		json.Unmarshal(body, &req)
+		m.mu.Lock()
+		m.requests = append(m.requests, raw)
+		m.auth = append(m.auth, r.Header.Get("Authorization"))
+		m.mu.Unlock()
 		var results []string
 		for _, msg := range req.Messages {
 			if msg.Role == "tool" {
@@ -152,14 +133,18 @@ func startScriptedModel(t *testing.T, calls []toolCall) *mockModel {
 			b, _ := json.Marshal(map[string]any{"id": "mock", "object": "chat.completion.chunk", "created": 0, "model": req.Model, "choices": []any{choice}})
 			fmt.Fprintf(w, "data: %s\n\n", b)
 		}
-		if n := len(results); n < len(calls) {
+		switch n := len(results); {
+		case n < len(calls):
 			args, _ := json.Marshal(calls[n].args)
 			send(map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "tool_calls": []any{map[string]any{
 				"index": 0, "id": fmt.Sprintf("call_%d", n), "type": "function",
 				"function": map[string]any{"name": calls[n].name, "arguments": string(args)}}}}, "finish_reason": nil})
 			send(map[string]any{"index": 0, "delta": map[string]any{}, "finish_reason": "tool_calls"})
-		} else {
+		case len(calls) > 0:
 			send(map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "content": "RESULTS\n" + strings.Join(results, "\n---\n")}, "finish_reason": nil})
+			send(map[string]any{"index": 0, "delta": map[string]any{}, "finish_reason": "stop"})
+		default:
+			send(map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "content": reply}, "finish_reason": nil})
 			send(map[string]any{"index": 0, "delta": map[string]any{}, "finish_reason": "stop"})
 		}
 		fmt.Fprint(w, "data: [DONE]\n\n")
@@ -201,7 +186,7 @@ func TestRealPiToolCalls(t *testing.T) {
 		{"edit", map[string]any{"path": "notes.md", "edits": []map[string]string{{"oldText": "first draft", "newText": "edited by the agent"}}}},
 		{"read", map[string]string{"path": "notes.md"}},
 		bash("sh ./run-tests.sh"),
-	})
+	}, "")
 	// The project's own test command, which the agent runs like a user would.
 	if err := writeOwned(filepath.Join(f.project, "run-tests.sh"), "#!/bin/sh\necho \"tests: $(ls | wc -l) files, all passed\"\n", 0o755, f.alice); err != nil {
 		t.Fatal(err)

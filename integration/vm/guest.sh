@@ -16,6 +16,16 @@ check() { # check NAME COMMAND... : passes when the command succeeds
 has() { printf '%s' "$1" | grep -q -- "$2"; }
 lacks() { ! has "$1" "$2"; }
 refused() { [ "$1" -ne 0 ] && lacks "$2" STARTED; }
+# running_unit waits for a pi-agent transient unit and prints its name.
+running_unit() {
+	local unit=""
+	for i in $(seq 1 100); do
+		unit=$(systemctl list-units --type=service --state=running --no-legend 'pi-agent-pi-*' | awk '{print $1}' | head -n1)
+		[ -n "$unit" ] && break
+		sleep 0.2
+	done
+	echo "$unit"
+}
 
 # --- install, as documented ---------------------------------------------------
 install -d -m 0755 /usr/local/libexec/pi-agent /etc/pi-agent
@@ -82,12 +92,7 @@ done
 
 echo "--- systemd unit: secrets never in argv, exposure score"
 as alice /home/alice/p/proj pi --backend=systemd -- sleep 60 >/dev/null 2>&1 &
-unit=""
-for i in $(seq 1 100); do
-	unit=$(systemctl list-units --type=service --state=running --no-legend 'pi-agent-pi-*' | awk '{print $1}' | head -n1)
-	[ -n "$unit" ] && break
-	sleep 0.2
-done
+unit=$(running_unit)
 if [ -n "$unit" ]; then
 	pass "the systemd backend starts a transient unit ($unit)"
 	exec_start=$(systemctl show -p ExecStart --value "$unit")
@@ -108,12 +113,7 @@ sleep 1
 
 echo "--- a runner killed with SIGKILL: gc stops its unit and removes its mount"
 as alice /home/alice/p/proj pi --backend=systemd -- sleep 120 >/dev/null 2>&1 &
-unit=""
-for i in $(seq 1 100); do
-	unit=$(systemctl list-units --type=service --state=running --no-legend 'pi-agent-pi-*' | awk '{print $1}' | head -n1)
-	[ -n "$unit" ] && break
-	sleep 0.2
-done
+unit=$(running_unit)
 pkill -KILL -f 'pi-agent-runner run' ; wait
 check "the orphaned unit still runs before gc" systemctl is-active --quiet "$unit"
 /usr/local/libexec/pi-agent/pi-agent-runner gc
