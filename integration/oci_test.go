@@ -69,6 +69,7 @@ func TestAgentEnvironment(t *testing.T) {
 	want := map[string]string{
 		"HOME": "/home/pi-agent", "USER": "pi-agent", "LOGNAME": "pi-agent", "TERM": "xterm-256color", "LANG": "C.UTF-8",
 		"PI_CODING_AGENT_DIR": "/home/pi-agent/.pi/agent", "PI_AGENT_IT": "managed",
+		"NODE_COMPILE_CACHE": "/home/pi-agent/.pi/agent/.cache/node-compile-cache",
 	}
 	for k, v := range want {
 		if env[k] != v {

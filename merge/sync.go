@@ -23,7 +23,7 @@ import (
 
 // DefaultExclude are runtime-owned: never synced from the host, never
 // deleted in the runtime.
-var DefaultExclude = []string{"/sessions", "/bin", "*.lock"}
+var DefaultExclude = []string{"/sessions", "/bin", "/.cache", "*.lock"}
 
 // Options describe one sync. The runner fills them from its config; every
 // path here is trusted (root-owned or derived from passwd), except what the

@@ -45,7 +45,7 @@ type Config struct {
 // SyncConfig tunes the copy of the host user's pi config into the runtime.
 type SyncConfig struct {
 	// Exclude adds patterns to the runtime-owned ones (/sessions, /bin,
-	// *.lock): "/x" is anchored at the config dir and covers what is below
+	// /.cache, *.lock): "/x" is anchored at the config dir and covers what is below
 	// it, "x" matches a name anywhere; shell globs.
 	Exclude []string `json:"exclude"`
 	// MaxFileSize and MaxTotalSize bound one file and one sync (sizes as

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/m3ta/pi-agent/merge"
@@ -118,6 +119,13 @@ func AgentEnv(agentPath, home, agentDir, user string, callerEnv []string, layere
 		}
 	}
 	env = append(env, term...)
+	// Node keeps compiled code in os.tmpdir() unless told otherwise; /tmp
+	// is fresh at every run, so the cache goes to the runtime dir, which
+	// persists (its /.cache is runtime-owned, never synced). pi starts about
+	// 100 ms faster for it. The layered environment may set another.
+	if !slices.ContainsFunc(layered, func(v merge.Var) bool { return v.Key == "NODE_COMPILE_CACHE" }) {
+		env = append(env, "NODE_COMPILE_CACHE="+agentDir+"/.cache/node-compile-cache")
+	}
 	for _, v := range layered {
 		env = append(env, v.Key+"="+v.Value)
 	}

@@ -89,6 +89,7 @@ func TestAgentEnvRunnerVariablesComeFirstAndWin(t *testing.T) {
 	want := []string{
 		"HOME=/home/pi-agent", "USER=pi-agent", "LOGNAME=pi-agent", "PATH=/opt/bin:/usr/bin",
 		"PI_CODING_AGENT_DIR=/home/pi-agent/.pi/agent", "TERM=dumb",
+		"NODE_COMPILE_CACHE=/home/pi-agent/.pi/agent/.cache/node-compile-cache",
 		"ANTHROPIC_BASE_URL=http://127.0.0.1:1", "PI_MODEL=m", "LANG=de_DE.UTF-8",
 	}
 	if !slices.Equal(env, want) {

@@ -296,7 +296,7 @@ in
         example = [ "/extensions/cache" ];
         description = ''
           Paths of the pi config that are the runtime's own (never synced,
-          never deleted), besides `/sessions`, `/bin` and `*.lock`.
+          never deleted), besides `/sessions`, `/bin`, `/.cache` and `*.lock`.
         '';
       };
       maxFileSize = mkOption {
