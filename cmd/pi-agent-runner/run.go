@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -303,7 +304,7 @@ func ensureRuntimeDir(p *sandbox.Plan) error {
 // reader) and as the sandbox's PID 1: pi-agent-helper next to the runner,
 // small and quick to start, when it is there and root's; else the runner
 // itself, which has the same hidden commands.
-func helper() string {
+var helper = sync.OnceValue(func() string {
 	self, err := os.Executable()
 	if err != nil {
 		return "/proc/self/exe"
@@ -317,4 +318,4 @@ func helper() string {
 		return p
 	}
 	return self
-}
+})
