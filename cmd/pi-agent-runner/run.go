@@ -149,13 +149,6 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("locate runner binary: %w", err)
-	}
-	if self, err = filepath.EvalSymlinks(self); err != nil {
-		return nil, fmt.Errorf("locate runner binary: %w", err)
-	}
 	memMax, _ := sandbox.ParseSize(cfg.Sandbox.MemoryMax)
 	tmpSize, _ := sandbox.ParseSize(cfg.Sandbox.TmpSize)
 	agentDir := filepath.Join(agent.Home, ".pi", "agent")
