@@ -87,13 +87,11 @@ func printSpec(req *request, dir string) int {
 	if _, ok := req.backend.(*oci.Backend); !ok {
 		return fail("--print-spec writes an OCI bundle: use it with --backend oci")
 	}
-	rt, err := buildRuntime(req.cfg, req.plan, req.host, false)
-	if err != nil {
+	if err := req.syncRuntime(); err != nil {
 		return fail("%v", err)
 	}
 	p := req.plan
 	p.TTY = false
-	p.Env = sandbox.AgentEnv(req.cfg.Agent.Path, p.Agent.Home, p.AgentDir, p.Agent.Name, os.Environ(), rt.env)
 	if err := oci.WriteBundle(p, dir); err != nil {
 		return fail("write bundle: %v", err)
 	}
@@ -191,14 +189,9 @@ func commandOf(f runFlags, cfg *sandbox.Config) []string {
 // merge, leftovers of dead runs, then the sandbox.
 func execute(req *request, stdio sandbox.Stdio) int {
 	p := req.plan
-	rt, err := buildRuntime(req.cfg, p, req.host, false)
-	if err != nil {
+	if err := req.syncRuntime(); err != nil {
 		return fail("%v", err)
 	}
-	for _, w := range rt.warnings {
-		fmt.Fprintf(os.Stderr, "pi-agent-runner: warning: %s\n", w)
-	}
-	p.Env = sandbox.AgentEnv(req.cfg.Agent.Path, p.Agent.Home, p.AgentDir, p.Agent.Name, os.Environ(), rt.env)
 	if _, err := collectGarbage(); err != nil {
 		fmt.Fprintf(os.Stderr, "pi-agent-runner: warning: cleaning up after dead runs: %v\n", err)
 	}
@@ -209,6 +202,21 @@ func execute(req *request, stdio sandbox.Stdio) int {
 		return fail("%v", err)
 	}
 	return code
+}
+
+// syncRuntime syncs and merges the caller's runtime, prints the warnings,
+// and completes the plan with the agent's environment.
+func (req *request) syncRuntime() error {
+	p := req.plan
+	rt, err := buildRuntime(req.cfg, p, req.host, false)
+	if err != nil {
+		return err
+	}
+	for _, w := range rt.warnings {
+		fmt.Fprintf(os.Stderr, "pi-agent-runner: warning: %s\n", w)
+	}
+	p.Env = sandbox.AgentEnv(req.cfg.Agent.Path, p.Agent.Home, p.AgentDir, p.Agent.Name, os.Environ(), rt.env)
+	return nil
 }
 
 // agentRuntime is the outcome of the three layers for one caller.
