@@ -94,8 +94,13 @@ func TestSudoCallerCannotSteer(t *testing.T) {
 	}{
 		{"own config", []string{"sudo", "-n", f.runner, "run", "--config", evil, "--", "id"}, "refused through sudo"},
 		{"other user", []string{"sudo", "-n", f.runner, "run", "--as-user", bobName, "--", "id"}, "refused through sudo"},
-		{"reaper outside a sandbox", []string{"sudo", "-n", f.runner, "_reap", "--", "id", "-u"}, "internal"},
-		{"resolve helper as root", []string{"sudo", "-n", f.runner, "_resolve"}, "never runs as root"},
+		{"bundle written anywhere as root", []string{"sudo", "-n", f.runner, "run", "--print-spec", "/etc/pi-agent-pwned", "--", "true"}, "refused through sudo"},
+		{"config of the caller's choosing", []string{"sudo", "-n", f.runner, "config", "--config", evil}, "refused through sudo"},
+		{"doctor with the caller's config", []string{"sudo", "-n", f.runner, "doctor", "--config", evil}, "refused through sudo"},
+		{"config for another user", []string{"sudo", "-n", f.runner, "config", "--as-user", bobName}, "refused through sudo"},
+		// The helper modes live in pi-agent-helper, which sudo does not run.
+		{"reaper through the runner", []string{"sudo", "-n", f.runner, "_reap", "--", "id", "-u"}, "unknown command"},
+		{"resolve helper through the runner", []string{"sudo", "-n", f.runner, "_resolve"}, "unknown command"},
 		{"libcontainer init", []string{"sudo", "-n", f.runner, "init"}, "unknown command"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,6 +109,10 @@ func TestSudoCallerCannotSteer(t *testing.T) {
 				t.Errorf("want refusal mentioning %q: %s", tc.want, r)
 			}
 		})
+	}
+	if _, err := os.Stat("/etc/pi-agent-pwned"); err == nil {
+		os.RemoveAll("/etc/pi-agent-pwned")
+		t.Error("a caller had root write a bundle into /etc")
 	}
 	// Variables a caller might set to confuse the runner or the loader.
 	r := f.asUser(t, aliceName, f.project, []string{"SUDO_UID=0", "SUDO_USER=root", "LD_PRELOAD=/nonexistent/evil.so", "LD_LIBRARY_PATH=/tmp", "PI_CODING_AGENT_DIR=/etc", "GODEBUG=x"},
@@ -204,4 +213,33 @@ func TestDoctor(t *testing.T) {
 func (f *fixture) asUserPlain(t *testing.T, user, dir string, argv ...string) result {
 	t.Helper()
 	return f.asUser(t, user, dir, nil, argv...)
+}
+
+// pi-agent-helper refuses every mode where it does not belong: as root (the
+// caller-side modes), or outside a sandbox's PID 1 (the reaper).
+func TestHelperRefusesMisuse(t *testing.T) {
+	f := setup(t)
+	helperBin := filepath.Join(filepath.Dir(f.runner), "pi-agent-helper")
+	for _, tc := range []struct {
+		name string
+		argv []string
+		want string
+	}{
+		{"reaper outside a sandbox", []string{"_reap", "--", "id", "-u"}, "runs only as PID 1"},
+		{"resolve as root", []string{"_resolve"}, "never runs as root"},
+		{"sync reader as root", []string{"_sync-read"}, "never runs as root"},
+		{"unknown mode", []string{"run"}, "unknown mode"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := f.exec(t, "/", "", helperBin, tc.argv...)
+			if r.code == 0 || r.stdout == "0\n" || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("want a refusal mentioning %q: %s", tc.want, r)
+			}
+		})
+	}
+	// As a user, the reaper still refuses outside a sandbox.
+	r := f.asUser(t, aliceName, f.project, nil, helperBin, "_reap", "--", "id", "-u")
+	if r.code == 0 || !strings.Contains(r.stderr, "runs only as PID 1") {
+		t.Errorf("reaper as a user: %s", r)
+	}
 }

@@ -25,13 +25,13 @@ import (
 
 // Header describes one entry of the stream.
 type Header struct {
-	Path     []byte   `json:"p,omitempty"` // relative, '/'-separated; bytes, so any name survives
-	Type     string   `json:"t"`           // "dir", "file", "gone", "meta", "end"
-	Mode     uint32   `json:"m,omitempty"` // permission bits
-	Size     int64    `json:"s,omitempty"` // content length that follows
-	Key      string   `json:"k,omitempty"` // identity of the host file: dev:ino:size:mtime:ctime
-	Warnings []string `json:"w,omitempty"` // on "end"
-	Err      string   `json:"e,omitempty"` // on "end": the walk failed
+	Path     []byte   // relative, '/'-separated; bytes, so any name survives
+	Type     string   // "dir", "file", "gone", "meta", "end"
+	Mode     uint32   // permission bits
+	Size     int64    // content length that follows
+	Key      string   // identity of the host file: dev:ino:size:mtime:ctime
+	Warnings []string // on "end"
+	Err      string   // on "end": the walk failed
 }
 
 // Limits bound what a sync reads and writes.
@@ -48,8 +48,8 @@ var DefaultLimits = Limits{MaxFile: 64 << 20, MaxTotal: 512 << 20, MaxEntries: 1
 // that key is not sent at all; a known file the walk no longer finds is
 // announced "gone". An unchanged sync thus streams next to nothing.
 type KnownFile struct {
-	Path []byte `json:"p"`
-	Key  string `json:"k"`
+	Path []byte
+	Key  string
 }
 
 // ReadRequest is what the root side sends the reader on its stdin.
@@ -151,7 +151,7 @@ const (
 	EnvFile      = ".env"
 )
 
-// ServeRead is the reader (`pi-agent-runner _sync-read`): it runs as the
+// ServeRead is the reader (`pi-agent-helper _sync-read`): it runs as the
 // caller, reads a ReadRequest from in and streams the tree to out. Links are
 // followed with the caller's rights (Home Manager renders the config as links
 // into the Nix store); FIFOs, sockets and devices are skipped; what the caller

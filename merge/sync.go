@@ -29,7 +29,7 @@ var DefaultExclude = []string{"/sessions", "/bin", "/.cache", "*.lock"}
 // path here is trusted (root-owned or derived from passwd), except what the
 // reader streams.
 type Options struct {
-	// Exe is the runner binary, re-executed as `_sync-read` for the caller.
+	// Exe is pi-agent-helper, started as `_sync-read` for the caller.
 	Exe string
 	// Caller is the credential the reader runs with.
 	Caller *syscall.Credential

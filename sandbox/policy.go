@@ -87,7 +87,7 @@ type resolveReply struct {
 // caller planted; the helper hands back O_PATH descriptors. Everything the
 // helper says is then checked again here from those descriptors, because the
 // caller can tamper with a process running as themselves.
-func ResolveProject(ctx context.Context, self string, caller Account, roots []string, scope string) (_ *Project, retErr error) {
+func ResolveProject(ctx context.Context, helper string, caller Account, roots []string, scope string) (_ *Project, retErr error) {
 	expanded := make([]string, len(roots))
 	for i, r := range roots {
 		expanded[i] = ExpandRoot(r, caller.Home)
@@ -108,7 +108,7 @@ func ResolveProject(ctx context.Context, self string, caller Account, roots []st
 		return nil, fmt.Errorf("working directory: %w", err)
 	}
 
-	reply, files, err := runResolveHelper(ctx, self, caller, resolveRequest{Roots: expanded, Scope: scope})
+	reply, files, err := runResolveHelper(ctx, helper, caller, resolveRequest{Roots: expanded, Scope: scope})
 	if err != nil {
 		return nil, err
 	}
@@ -177,9 +177,9 @@ func checkIsDir(f *os.File) error {
 	return nil
 }
 
-// runResolveHelper starts `self _resolve` as the caller and returns its reply
+// runResolveHelper starts `helper _resolve` as the caller and returns its reply
 // and descriptors: one per root that opened, then the mount directory.
-func runResolveHelper(ctx context.Context, self string, caller Account, req resolveRequest) (*resolveReply, []*os.File, error) {
+func runResolveHelper(ctx context.Context, helper string, caller Account, req resolveRequest) (*resolveReply, []*os.File, error) {
 	parent, child, err := seqpacketPair()
 	if err != nil {
 		return nil, nil, err
@@ -192,7 +192,7 @@ func runResolveHelper(ctx context.Context, self string, caller Account, req reso
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, self, "_resolve")
+	cmd := exec.CommandContext(ctx, helper, "_resolve")
 	cmd.Env = []string{}
 	cmd.Stdin = strings.NewReader(string(in))
 	var stderr strings.Builder
@@ -242,7 +242,7 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-// ServeResolve is the helper side (`pi-agent-runner _resolve`): it runs as
+// ServeResolve is the helper side (`pi-agent-helper _resolve`): it runs as
 // the caller, reads a request from in and answers on sock (fd 3).
 func ServeResolve(in io.Reader, sock *os.File) error {
 	if os.Geteuid() == 0 || os.Getuid() == 0 {

@@ -137,6 +137,11 @@ func diagnose(configFlag string) []sandbox.Check {
 
 	self, _ := os.Executable()
 	self, _ = filepath.EvalSymlinks(self)
+	if h, err := helper(); err != nil {
+		add(sandbox.Fail("helper binary", err, "install pi-agent-helper next to "+self+", owned by root, mode 0755"))
+	} else {
+		add(sandbox.Pass("helper binary", h))
+	}
 	roPaths, skip := cfg.Sandbox.ReadOnly()
 	ro, err := rootfs.Probe(roPaths, skip)
 	var visible []string

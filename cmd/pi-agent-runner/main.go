@@ -70,12 +70,6 @@ func dispatch(args []string) int {
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return 0
-	case "_resolve":
-		return cmdResolve()
-	case "_reap":
-		return cmdReap(args[1:])
-	case "_sync-read":
-		return cmdSyncRead()
 	}
 	fmt.Fprintf(os.Stderr, "pi-agent-runner: unknown command %q\n\n%s", args[0], usage)
 	return 2

@@ -130,7 +130,11 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 		return nil, err
 	}
 
-	project, err := sandbox.ResolveProject(context.Background(), helper(), caller, hostUser.ProjectRoots, cfg.Sandbox.ProjectScope)
+	helperBin, err := helper()
+	if err != nil {
+		return nil, err
+	}
+	project, err := sandbox.ResolveProject(context.Background(), helperBin, caller, hostUser.ProjectRoots, cfg.Sandbox.ProjectScope)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +171,7 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 		PidsMax:    cfg.Sandbox.PidsMax,
 		TmpSize:    tmpSize,
 		TTY:        isTerminal(os.Stdin),
-		Init:       helper(),
+		Init:       helperBin,
 		Hostname:   "pi-agent",
 	}
 	return &request{plan: plan, backend: backend, project: project, cfg: cfg, host: hostUser}, nil
@@ -233,7 +237,13 @@ func buildRuntime(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, d
 	if err := ensureRuntimeDir(p); err != nil {
 		return nil, err
 	}
-	res, err := merge.Sync(context.Background(), syncOptions(cfg, p, host, dryRun))
+	helperBin, err := helper()
+	if err != nil {
+		return nil, err
+	}
+	o := syncOptions(cfg, p, host, dryRun)
+	o.Exe = helperBin
+	res, err := merge.Sync(context.Background(), o)
 	if err != nil {
 		return nil, fmt.Errorf("sync config: %w", err)
 	}
@@ -251,7 +261,6 @@ func syncOptions(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, dr
 		groups[i] = uint32(g)
 	}
 	return merge.Options{
-		Exe:        helper(),
 		Caller:     &syscall.Credential{Uid: uint32(p.Caller.UID), Gid: uint32(p.Caller.GID), Groups: groups},
 		HostDir:    filepath.Join(p.Caller.Home, host.ConfigDir()),
 		CallerHome: p.Caller.Home,
@@ -301,22 +310,23 @@ func ensureRuntimeDir(p *sandbox.Plan) error {
 	return nil
 }
 
-// helper returns the binary the runner starts for the caller (resolve, sync
-// reader) and as the sandbox's PID 1: pi-agent-helper next to the runner,
-// small and quick to start, when it is there and root's; else the runner
-// itself, which has the same hidden commands.
-var helper = sync.OnceValue(func() string {
+// helper returns pi-agent-helper, installed next to the runner: the binary
+// the runner starts as the caller (resolve, sync reader) and as the
+// sandbox's PID 1. It must be root's like the runner: it runs inside every
+// sandbox. The runner itself has none of these modes, so sudo reaches none.
+var helper = sync.OnceValues(func() (string, error) {
 	self, err := os.Executable()
-	if err != nil {
-		return "/proc/self/exe"
+	if err == nil {
+		self, err = filepath.EvalSymlinks(self)
 	}
-	if self, err = filepath.EvalSymlinks(self); err != nil {
-		return "/proc/self/exe"
+	if err != nil {
+		return "", fmt.Errorf("locate the runner: %w", err)
 	}
 	p := filepath.Join(filepath.Dir(self), "pi-agent-helper")
-	if f, err := sandbox.OpenTrusted(p, 0); err == nil {
-		f.Close()
-		return p
+	f, err := sandbox.OpenTrusted(p, 0)
+	if err != nil {
+		return "", fmt.Errorf("pi-agent-helper: %w (install it next to the runner, owned by root: make install)", err)
 	}
-	return self
+	f.Close()
+	return p, nil
 })
