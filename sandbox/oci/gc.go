@@ -54,8 +54,8 @@ func (b *Backend) GC() ([]string, error) {
 // ownerAlive reads the owner from the run directory, or failing that from
 // the container's state.
 func (b *Backend) ownerAlive(id string) bool {
-	if data, err := os.ReadFile(filepath.Join(b.runDir(id), "owner")); err == nil {
-		return sandbox.OwnerAlive(string(data))
+	if _, err := os.Stat(filepath.Join(b.runDir(id), "owner")); err == nil {
+		return sandbox.RunDirOwnerAlive(b.runDir(id))
 	}
 	c, err := libcontainer.Load(b.stateRoot(), id)
 	if err != nil {
