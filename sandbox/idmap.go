@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/m3ta/pi-agent/internal/trace"
 )
 
 // IDMap maps one on-disk owner to the ids the agent runs with.
@@ -199,6 +201,7 @@ func RemoveRunDir(dir string) error {
 		if err == nil || !errors.Is(err, unix.EBUSY) || delay > time.Second {
 			return err
 		}
+		trace.Mark("run dir busy")
 		time.Sleep(delay)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/m3ta/pi-agent/internal/trace"
 	"github.com/m3ta/pi-agent/merge"
 	"github.com/m3ta/pi-agent/rootfs"
 	"github.com/m3ta/pi-agent/sandbox"
@@ -99,6 +100,10 @@ func printSpec(req *request, dir string) int {
 	return 0
 }
 
+// primer is a backend that can ready the kernel for its start while the
+// runner does its checks (see oci.Backend.Prime).
+type primer interface{ Prime() error }
+
 type request struct {
 	plan    *sandbox.Plan
 	backend sandbox.Backend
@@ -113,10 +118,12 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 	if f.printSpec != "" && (os.Getenv("SUDO_UID") != "" || os.Getenv("SUDO_USER") != "") {
 		return nil, errors.New("--print-spec writes as root where it is told: it is for root calling the runner directly, and refused through sudo")
 	}
+	trace.Mark("main")
 	ss, err := begin(f.config, f.asUser)
 	if err != nil {
 		return nil, err
 	}
+	trace.Mark("config, caller, agent")
 	caller, cfg, hostUser, agent := ss.caller, ss.cfg, ss.host, ss.agent
 	backendName := cfg.Backend
 	if f.backend != "" {
@@ -126,9 +133,16 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 	if err != nil {
 		return nil, err
 	}
+	if p, ok := backend.(primer); ok && f.printSpec == "" {
+		go func() {
+			err := p.Prime()
+			trace.Mark(fmt.Sprintf("primed (%v)", err))
+		}()
+	}
 	if err := seccomp.Validate(); err != nil {
 		return nil, err
 	}
+	trace.Mark("backend, seccomp check")
 
 	helperBin, err := helper()
 	if err != nil {
@@ -143,6 +157,7 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 			project.Close()
 		}
 	}()
+	trace.Mark("resolve project (helper)")
 	if err := rootfs.CheckProjectPath(project.Path, agent.Home); err != nil {
 		return nil, err
 	}
@@ -174,6 +189,7 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 		Init:       helperBin,
 		Hostname:   "pi-agent",
 	}
+	trace.Mark("plan")
 	return &request{plan: plan, backend: backend, project: project, cfg: cfg, host: hostUser}, nil
 }
 
@@ -199,9 +215,11 @@ func execute(req *request, stdio sandbox.Stdio) int {
 	if _, err := collectGarbage(); err != nil {
 		fmt.Fprintf(os.Stderr, "pi-agent-runner: warning: cleaning up after dead runs: %v\n", err)
 	}
+	trace.Mark("gc")
 	start := time.Now()
 	code, err := req.backend.Run(context.Background(), p, stdio)
 	sandbox.Audit(p, req.backend.Name(), code, err, time.Since(start))
+	trace.Mark("audit")
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -243,10 +261,12 @@ func buildRuntime(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, d
 	}
 	o := syncOptions(cfg, p, host, dryRun)
 	o.Exe = helperBin
+	trace.Mark("runtime dir")
 	res, err := merge.Sync(context.Background(), o)
 	if err != nil {
 		return nil, fmt.Errorf("sync config: %w", err)
 	}
+	trace.Mark("sync (helper)")
 	env, warnings, err := merge.Environment(res.HostEnv, cfg.Environment, cfg.EnvironmentFiles)
 	if err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	// apply the device rules.
 	_ "github.com/opencontainers/cgroups/devices"
 
+	"github.com/m3ta/pi-agent/internal/trace"
 	"github.com/m3ta/pi-agent/rootfs"
 	"github.com/m3ta/pi-agent/sandbox"
 )
@@ -72,7 +73,9 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 		if err := sandbox.RemoveRunDir(dir); err != nil && retErr == nil {
 			retErr = fmt.Errorf("remove %s: %w", dir, err)
 		}
+		trace.Mark("remove run dir")
 	}()
+	trace.Mark("run dir")
 	o := Options{
 		Rootfs:        filepath.Join(dir, "rootfs"),
 		ProjectSource: filepath.Join(dir, "project"),
@@ -89,6 +92,7 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 	if err := rootfs.Populate(o.Rootfs, Layout(p, o).Files()); err != nil {
 		return -1, fmt.Errorf("populate rootfs: %w", err)
 	}
+	trace.Mark("spec, rootfs")
 	if err := os.Mkdir(o.ProjectSource, 0o700); err != nil {
 		return -1, err
 	}
@@ -97,6 +101,7 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 	}); err != nil {
 		return -1, err
 	}
+	trace.Mark("idmap mount")
 	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: p.ID, Spec: spec})
 	if err != nil {
 		return -1, fmt.Errorf("convert spec: %w", err)
@@ -105,10 +110,12 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 	if err != nil {
 		return -1, fmt.Errorf("create container: %w", err)
 	}
+	trace.Mark("libcontainer create")
 	defer func() {
 		if err := destroy(ctr); err != nil && retErr == nil {
 			retErr = err
 		}
+		trace.Mark("libcontainer destroy")
 	}()
 
 	proc, err := newProcess(spec.Process)
@@ -133,6 +140,7 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 	if err := ctr.Run(proc); err != nil {
 		return -1, fmt.Errorf("start container: %w", err)
 	}
+	trace.Mark("libcontainer run")
 	if term != nil {
 		if err := term.Start(); err != nil {
 			_ = proc.Signal(unix.SIGKILL)
@@ -161,6 +169,7 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 		}
 	}()
 	state, waitErr := proc.Wait()
+	trace.Mark("agent exited")
 	close(done)
 	if term != nil {
 		term.Drain()
@@ -192,6 +201,7 @@ func newProcess(sp *specs.Process) (*libcontainer.Process, error) {
 		AdditionalGroups: []int{},
 		Cwd:              sp.Cwd,
 		Init:             true,
+		LogLevel:         trace.LogLevel,
 	}
 	for _, rl := range sp.Rlimits {
 		t, ok := rlimitTypes[rl.Type]
