@@ -55,6 +55,9 @@ type Options struct {
 	DryRun bool
 	// Timeout bounds the whole read; 0 means two minutes.
 	Timeout time.Duration
+	// Reader, when set, is a reader started ahead with StartReader; Sync
+	// starts one otherwise.
+	Reader *Reader
 }
 
 // Result is what a sync produced.
@@ -283,10 +286,62 @@ type received struct {
 	env      []byte
 }
 
-// receive starts the reader as the caller and takes in its stream: files
-// with content are staged (owned by the agent, sanitized modes, hashed), the
-// settings and env files kept in memory. Every header is checked: paths, types,
-// sizes, counts, duplicates.
+// Reader is a config reader process: pi-agent-helper `_sync-read`,
+// running as the caller. Started ahead of the sync (StartReader), it waits
+// for its request without touching a file, so its start-up overlaps with the
+// runner's other checks.
+type Reader struct {
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	out    io.ReadCloser
+	stderr bytes.Buffer
+	cancel context.CancelFunc
+	used   bool
+}
+
+// StartReader starts the reader for o (its Exe, Caller and Timeout), to
+// be stopped when ctx ends. Pass it to Sync in Options.Reader, or Close it.
+func StartReader(ctx context.Context, o *Options) (*Reader, error) {
+	timeout := o.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	r := &Reader{cancel: cancel}
+	r.cmd = exec.CommandContext(ctx, o.Exe, "_sync-read")
+	r.cmd.Env = []string{}
+	r.cmd.Dir = "/"
+	r.cmd.Stderr = &limitedBuffer{buf: &r.stderr, max: 8 << 10}
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.Caller, Pdeathsig: syscall.SIGKILL, Setsid: true}
+	var err error
+	if r.in, err = r.cmd.StdinPipe(); err == nil {
+		r.out, err = r.cmd.StdoutPipe()
+	}
+	if err == nil {
+		err = r.cmd.Start()
+	}
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("start the config reader: %w", err)
+	}
+	return r, nil
+}
+
+// Close stops a reader that Sync did not use; after Sync it does nothing.
+func (r *Reader) Close() {
+	if r == nil || r.used {
+		return
+	}
+	r.used = true
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.cancel()
+}
+
+// receive sends the reader (the one in o, or a new one) its request and
+// takes in its stream: files with content are staged (owned by the agent,
+// sanitized modes, hashed), the settings and env files kept in memory.
+// Every header is checked: paths, types, sizes, counts, duplicates.
 func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, staging int, res *Result) (*received, error) {
 	req := ReadRequest{Root: o.HostDir, Home: o.CallerHome, Limits: o.Limits, Exclude: exclude}
 	for _, f := range man.Files {
@@ -296,33 +351,36 @@ func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, 
 	if err := writeRequest(&in, &req); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, o.Exe, "_sync-read")
-	cmd.Env = []string{}
-	cmd.Dir = "/"
-	cmd.Stdin = &in
-	var stderr bytes.Buffer
-	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 8 << 10}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.Caller, Pdeathsig: syscall.SIGKILL, Setsid: true}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
+	r := o.Reader
+	if r == nil || r.used {
+		var err error
+		if r, err = StartReader(ctx, o); err != nil {
+			return nil, err
+		}
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start the config reader: %w", err)
+	r.used = true
+	defer r.cancel()
+	// The request is small, the pipe buffer larger: this does not wait for
+	// the reader; and if the reader died early, its exit status says why.
+	_, werr := r.in.Write(in.Bytes())
+	if err := r.in.Close(); werr == nil {
+		werr = err
 	}
-	rx, rerr := o.consume(bufio.NewReaderSize(out, 256<<10), exclude, staging, res)
-	if rerr != nil {
-		_ = cmd.Process.Kill()
+	var rx *received
+	var rerr error
+	if werr == nil {
+		rx, rerr = o.consume(bufio.NewReaderSize(r.out, 256<<10), exclude, staging, res)
 	}
-	_, _ = io.Copy(io.Discard, out)
-	werr := cmd.Wait()
+	if werr != nil || rerr != nil {
+		_ = r.cmd.Process.Kill()
+	}
+	_, _ = io.Copy(io.Discard, r.out)
+	err := r.cmd.Wait()
 	if rerr != nil {
 		return nil, rerr
 	}
-	if werr != nil {
-		return nil, fmt.Errorf("reading %s failed: %s", o.HostDir, firstLine(strings.TrimSpace(stderr.String()), werr.Error()))
+	if err != nil || werr != nil {
+		return nil, fmt.Errorf("reading %s failed: %s", o.HostDir, firstLine(strings.TrimSpace(r.stderr.String()), errors.Join(err, werr).Error()))
 	}
 	return rx, nil
 }

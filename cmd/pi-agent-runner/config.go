@@ -55,7 +55,7 @@ func cmdConfig(args []string) int {
 		return fail("%v", err)
 	}
 	p := &sandbox.Plan{Caller: ss.caller, Agent: ss.agent, RuntimeDir: ss.runtimeDir()}
-	rt, err := buildRuntime(ss.cfg, p, ss.host, true)
+	rt, err := buildRuntime(ss.cfg, p, ss.host, nil, true)
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -76,6 +76,7 @@ func cmdRun(args []string) int {
 		return fail("%v", err)
 	}
 	defer req.project.Close()
+	defer req.reader.Close()
 	if f.printSpec != "" {
 		return printSpec(req, f.printSpec)
 	}
@@ -108,6 +109,7 @@ type request struct {
 	plan    *sandbox.Plan
 	backend sandbox.Backend
 	project *sandbox.Project
+	reader  *merge.Reader // started ahead for the sync, or nil
 	cfg     *sandbox.Config
 	host    sandbox.HostUser
 }
@@ -147,6 +149,20 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 	helperBin, err := helper()
 	if err != nil {
 		return nil, err
+	}
+	// The config reader starts now, next to the project's resolution; it
+	// waits for its request, sent only once the project is allowed.
+	var reader *merge.Reader
+	if f.printSpec == "" {
+		reader, err = merge.StartReader(context.Background(), &merge.Options{Exe: helperBin, Caller: credential(caller)})
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if retErr != nil {
+				reader.Close()
+			}
+		}()
 	}
 	project, err := sandbox.ResolveProject(context.Background(), helperBin, caller, hostUser.ProjectRoots, cfg.Sandbox.ProjectScope)
 	if err != nil {
@@ -190,7 +206,7 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 		Hostname:   "pi-agent",
 	}
 	trace.Mark("plan")
-	return &request{plan: plan, backend: backend, project: project, cfg: cfg, host: hostUser}, nil
+	return &request{plan: plan, backend: backend, project: project, reader: reader, cfg: cfg, host: hostUser}, nil
 }
 
 func isTerminal(f *os.File) bool {
@@ -230,7 +246,7 @@ func execute(req *request, stdio sandbox.Stdio) int {
 // and completes the plan with the agent's environment.
 func (req *request) syncRuntime() error {
 	p := req.plan
-	rt, err := buildRuntime(req.cfg, p, req.host, false)
+	rt, err := buildRuntime(req.cfg, p, req.host, req.reader, false)
 	if err != nil {
 		return err
 	}
@@ -251,7 +267,7 @@ type agentRuntime struct {
 // buildRuntime creates the runtime dir if needed, syncs the caller's config
 // into it (or only computes the result, with dryRun) and layers the
 // environment.
-func buildRuntime(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, dryRun bool) (*agentRuntime, error) {
+func buildRuntime(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, reader *merge.Reader, dryRun bool) (*agentRuntime, error) {
 	if err := ensureRuntimeDir(p); err != nil {
 		return nil, err
 	}
@@ -261,6 +277,7 @@ func buildRuntime(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, d
 	}
 	o := syncOptions(cfg, p, host, dryRun)
 	o.Exe = helperBin
+	o.Reader = reader
 	trace.Mark("runtime dir")
 	res, err := merge.Sync(context.Background(), o)
 	if err != nil {
@@ -276,12 +293,8 @@ func buildRuntime(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, d
 
 // syncOptions describes the config sync for the plan's caller.
 func syncOptions(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, dryRun bool) merge.Options {
-	groups := make([]uint32, len(p.Caller.Groups))
-	for i, g := range p.Caller.Groups {
-		groups[i] = uint32(g)
-	}
 	return merge.Options{
-		Caller:     &syscall.Credential{Uid: uint32(p.Caller.UID), Gid: uint32(p.Caller.GID), Groups: groups},
+		Caller:     credential(p.Caller),
 		HostDir:    filepath.Join(p.Caller.Home, host.ConfigDir()),
 		CallerHome: p.Caller.Home,
 		UserDir:    filepath.Dir(p.RuntimeDir),
@@ -293,6 +306,15 @@ func syncOptions(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, dr
 		Exclude:    cfg.Sync.Exclude,
 		DryRun:     dryRun,
 	}
+}
+
+// credential is what the caller-side helpers run with.
+func credential(a sandbox.Account) *syscall.Credential {
+	groups := make([]uint32, len(a.Groups))
+	for i, g := range a.Groups {
+		groups[i] = uint32(g)
+	}
+	return &syscall.Credential{Uid: uint32(a.UID), Gid: uint32(a.GID), Groups: groups}
 }
 
 // ensureRuntimeDir creates <stateDir>/users/<name>/agent: the state dir and

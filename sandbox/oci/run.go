@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -69,11 +70,32 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 	if err != nil {
 		return -1, err
 	}
+	// Once the agent has exited, the container and the run dir are
+	// removed side by side: neither needs the other. While something may
+	// still run in the container, the container goes first.
+	var (
+		ctr     *libcontainer.Container
+		stopped bool
+	)
 	defer func() {
-		if err := sandbox.RemoveRunDir(dir); err != nil && retErr == nil {
-			retErr = fmt.Errorf("remove %s: %w", dir, err)
+		var wg sync.WaitGroup
+		var destroyErr error
+		if ctr != nil {
+			if stopped {
+				wg.Go(func() { destroyErr = destroy(ctr) })
+			} else {
+				destroyErr = destroy(ctr)
+			}
 		}
-		trace.Mark("remove run dir")
+		removeErr := sandbox.RemoveRunDir(dir)
+		wg.Wait()
+		trace.Mark("container and run dir removed")
+		if retErr == nil {
+			retErr = destroyErr
+		}
+		if removeErr != nil && retErr == nil {
+			retErr = fmt.Errorf("remove %s: %w", dir, removeErr)
+		}
 	}()
 	trace.Mark("run dir")
 	o := Options{
@@ -106,17 +128,12 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 	if err != nil {
 		return -1, fmt.Errorf("convert spec: %w", err)
 	}
-	ctr, err := libcontainer.Create(b.stateRoot(), p.ID, config)
+	ctr, err = libcontainer.Create(b.stateRoot(), p.ID, config)
 	if err != nil {
+		ctr = nil
 		return -1, fmt.Errorf("create container: %w", err)
 	}
 	trace.Mark("libcontainer create")
-	defer func() {
-		if err := destroy(ctr); err != nil && retErr == nil {
-			retErr = err
-		}
-		trace.Mark("libcontainer destroy")
-	}()
 
 	proc, err := newProcess(spec.Process)
 	if err != nil {
@@ -171,6 +188,9 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 	state, waitErr := proc.Wait()
 	trace.Mark("agent exited")
 	close(done)
+	// PID 1 has exited: the kernel has killed and reaped the rest of the
+	// container's pid namespace.
+	stopped = state != nil
 	if term != nil {
 		term.Drain()
 	}
