@@ -228,14 +228,21 @@ func execute(req *request, stdio sandbox.Stdio) int {
 	if err := req.syncRuntime(); err != nil {
 		return fail("%v", err)
 	}
-	if _, err := collectGarbage(); err != nil {
-		fmt.Fprintf(os.Stderr, "pi-agent-runner: warning: cleaning up after dead runs: %v\n", err)
-	}
-	trace.Mark("gc")
+	// Leftovers of dead runs are removed beside the run, off its start
+	// path: gc never touches a run whose runner lives, this one included.
+	gcErr := make(chan error, 1)
+	go func() {
+		_, err := collectGarbage()
+		trace.Mark("gc")
+		gcErr <- err
+	}()
 	start := time.Now()
 	code, err := req.backend.Run(context.Background(), p, stdio)
 	sandbox.Audit(p, req.backend.Name(), code, err, time.Since(start))
 	trace.Mark("audit")
+	if err := <-gcErr; err != nil {
+		fmt.Fprintf(os.Stderr, "pi-agent-runner: warning: cleaning up after dead runs: %v\n", err)
+	}
 	if err != nil {
 		return fail("%v", err)
 	}
