@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -17,7 +18,11 @@ import (
 // apart from the binary's directory (see sandbox/oci.Backend).
 const runDir = "/run/pi-agent"
 
-func ociBackend() *oci.Backend { return &oci.Backend{RunDir: runDir} }
+// rootfsIdle is how long a run's gc keeps a shared rootfs no run uses: a
+// caller coming back within it starts without building one.
+const rootfsIdle = time.Hour
+
+func ociBackend() *oci.Backend { return &oci.Backend{RunDir: runDir, RootfsIdle: rootfsIdle} }
 
 func systemdBackend() *systemd.Backend {
 	return &systemd.Backend{RunDir: filepath.Join(runDir, "units"), SystemdRun: lookTool("systemd-run"), Systemctl: lookTool("systemctl")}
@@ -64,9 +69,12 @@ type autoBackend struct{ sandbox.Backend }
 
 func (a autoBackend) Name() string { return a.Backend.Name() + "(auto)" }
 
-// collectGarbage removes what dead runners of either backend left behind.
-func collectGarbage() ([]string, error) {
-	a, errA := ociBackend().GC()
+// collectGarbage removes what dead runners of either backend left behind,
+// and shared root filesystems unused for rootfsIdle.
+func collectGarbage(rootfsIdle time.Duration) ([]string, error) {
+	ob := ociBackend()
+	ob.RootfsIdle = rootfsIdle
+	a, errA := ob.GC()
 	b, errB := systemdBackend().GC()
 	return append(a, b...), errors.Join(errA, errB)
 }
@@ -74,7 +82,7 @@ func collectGarbage() ([]string, error) {
 func cmdGC(args []string) int {
 	fs := pflag.NewFlagSet("gc", pflag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprint(os.Stderr, "Usage: pi-agent-runner gc\n\nRemoves containers, cgroups and run directories left by runners that died.\nEvery run does this too before it starts.\n")
+		fmt.Fprint(os.Stderr, "Usage: pi-agent-runner gc\n\nRemoves containers, cgroups and run directories left by runners that died,\nand every shared root filesystem no run uses. Every run does this too, beside\nthe agent, keeping root filesystems used within the last hour.\n")
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -82,7 +90,7 @@ func cmdGC(args []string) int {
 	if os.Geteuid() != 0 {
 		return fail("gc must run as root")
 	}
-	removed, err := collectGarbage()
+	removed, err := collectGarbage(0)
 	for _, id := range removed {
 		fmt.Printf("removed %s\n", id)
 	}

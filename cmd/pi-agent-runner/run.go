@@ -232,7 +232,7 @@ func execute(req *request, stdio sandbox.Stdio) int {
 	// path: gc never touches a run whose runner lives, this one included.
 	gcErr := make(chan error, 1)
 	go func() {
-		_, err := collectGarbage()
+		_, err := collectGarbage(rootfsIdle)
 		trace.Mark("gc")
 		gcErr <- err
 	}()

@@ -48,6 +48,11 @@ func (b *Backend) GC() ([]string, error) {
 	if err := gcCgroups(ids, b); err != nil {
 		errs = append(errs, err)
 	}
+	// Last: the containers of dead runs, which may have used a shared
+	// rootfs, are gone now.
+	if err := b.gcRootfs(); err != nil {
+		errs = append(errs, err)
+	}
 	return removed, errors.Join(errs...)
 }
 

@@ -33,6 +33,9 @@ import (
 // use its cheap read-only view of the binary instead of copying it.
 type Backend struct {
 	RunDir string
+	// RootfsIdle is how long gc keeps a shared rootfs that no run uses
+	// (0: gc removes every unused one).
+	RootfsIdle time.Duration
 }
 
 // Name implements sandbox.Backend.
@@ -74,10 +77,12 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 	// removed side by side: neither needs the other. While something may
 	// still run in the container, the container goes first.
 	var (
-		ctr     *libcontainer.Container
-		stopped bool
+		ctr        *libcontainer.Container
+		stopped    bool
+		rootfsLock *os.File // shared lock on a shared rootfs
 	)
 	defer func() {
+		defer rootfsLock.Close() // once the container is gone
 		var wg sync.WaitGroup
 		var destroyErr error
 		if ctr != nil {
@@ -99,25 +104,35 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 	}()
 	trace.Mark("run dir")
 	o := Options{
-		Rootfs:        filepath.Join(dir, "rootfs"),
 		ProjectSource: filepath.Join(dir, "project"),
 		CgroupsPath:   "/pi-agent/" + p.ID,
 		Annotations:   map[string]string{ownerLabel: owner},
+	}
+	if err := os.Mkdir(o.ProjectSource, 0o700); err != nil {
+		return -1, err
+	}
+	layout := Layout(p, o)
+	mounts, err := layout.Mounts()
+	if err != nil {
+		return -1, err
+	}
+	o.Rootfs, rootfsLock, err = b.sharedRootfs(layout.Files(), mounts)
+	if errors.Is(err, errNoShare) {
+		o.Rootfs = filepath.Join(dir, "rootfs")
+		if err := os.Mkdir(o.Rootfs, 0o755); err != nil {
+			return -1, err
+		}
+		if err := rootfs.Populate(o.Rootfs, layout.Files()); err != nil {
+			return -1, fmt.Errorf("populate rootfs: %w", err)
+		}
+	} else if err != nil {
+		return -1, err
 	}
 	spec, err := Spec(p, o)
 	if err != nil {
 		return -1, err
 	}
-	if err := os.Mkdir(o.Rootfs, 0o755); err != nil {
-		return -1, err
-	}
-	if err := rootfs.Populate(o.Rootfs, Layout(p, o).Files()); err != nil {
-		return -1, fmt.Errorf("populate rootfs: %w", err)
-	}
 	trace.Mark("spec, rootfs")
-	if err := os.Mkdir(o.ProjectSource, 0o700); err != nil {
-		return -1, err
-	}
 	if err := sandbox.IDMapMount(p.ProjectDir, o.ProjectSource, sandbox.IDMap{
 		DiskUID: p.Caller.UID, DiskGID: p.Caller.GID, AgentUID: p.Agent.UID, AgentGID: p.Agent.GID,
 	}); err != nil {

@@ -1,0 +1,146 @@
+//go:build integration
+
+package integration
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+const sharedRootfs = "/run/pi-agent/rootfs"
+
+// snapshotTree lists every entry below dir with its type, mode, owner,
+// mtime and content hash.
+func snapshotTree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		mtime := fi.ModTime().UnixNano()
+		if p == dir {
+			mtime = 0 // the root's mtime marks its last use
+		}
+		line := fmt.Sprintf("%s %v %d %d %d", strings.TrimPrefix(p, dir), fi.Mode(), statUID(fi), mtime, fi.Size())
+		if fi.Mode().IsRegular() {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			line += fmt.Sprintf(" %x", sha256.Sum256(data))
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			target, _ := os.Readlink(p)
+			line += " -> " + target
+		}
+		out = append(out, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Runs of one project share one read-only rootfs. Sharing is only sound if
+// no run leaves a trace in it: neither the runtime (mount points, device
+// nodes) nor the agent, however it tries. Concurrent runs included.
+func TestSharedRootfsStaysUntouched(t *testing.T) {
+	f := setup(t)
+	if r := f.run(t, aliceName, f.project, "", "true"); r.code != 0 {
+		t.Fatalf("first run: %s", r)
+	}
+	entries, err := os.ReadDir(sharedRootfs)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("no shared rootfs after a run: %v", err)
+	}
+	before := map[string][]string{}
+	for _, e := range entries {
+		before[e.Name()] = snapshotTree(t, filepath.Join(sharedRootfs, e.Name()))
+	}
+
+	attempts := `for p in / /etc /home /usr /tmp/../ /.pi-agent /proc/1/root/ /proc/self/root/etc; do
+		touch "$p/x" 2>/dev/null && echo "WROTE $p"; mkdir "$p/d" 2>/dev/null && echo "MKDIR $p"; done
+		echo hacked >> /etc/passwd 2>/dev/null && echo WROTE passwd
+		ln -s /tmp /home/link 2>/dev/null && echo LINKED
+		true`
+	var wg sync.WaitGroup
+	results := make([]result, 4)
+	for i := range results {
+		wg.Go(func() { results[i] = f.run(t, aliceName, f.project, "", "sh", "-c", attempts) })
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.code != 0 || strings.Contains(r.stdout, "WROTE") || strings.Contains(r.stdout, "MKDIR") || strings.Contains(r.stdout, "LINKED") {
+			t.Errorf("run %d: %s", i, r)
+		}
+	}
+	for name, snap := range before {
+		after := snapshotTree(t, filepath.Join(sharedRootfs, name))
+		if strings.Join(after, "\n") != strings.Join(snap, "\n") {
+			t.Errorf("shared rootfs %s changed:\nbefore:\n%s\nafter:\n%s", name, strings.Join(snap, "\n"), strings.Join(after, "\n"))
+		}
+	}
+	if st, err := os.Stat(sharedRootfs); err != nil || st.Mode().Perm() != 0o700 || statUID(st) != 0 {
+		t.Errorf("%s must be root's, 0700: %v %v", sharedRootfs, st.Mode(), err)
+	}
+}
+
+// gc removes a shared rootfs once no run holds it, and never one in use.
+func TestSharedRootfsGC(t *testing.T) {
+	f := setup(t)
+	names := func() []string {
+		var n []string
+		entries, _ := os.ReadDir(sharedRootfs)
+		for _, e := range entries {
+			n = append(n, e.Name())
+		}
+		return n
+	}
+	cmd := exec.Command(f.runner, "run", "--config", f.config, "--as-user", aliceName, "--", "sleep", "60")
+	cmd.Dir = f.project
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the agent to start", func() bool { return agentRunning(f, "sleep") })
+	inUse := names()
+	if len(inUse) == 0 {
+		t.Fatal("no shared rootfs while a run is alive")
+	}
+	if r := f.exec(t, "/", "", f.runner, "gc"); r.code != 0 {
+		t.Fatalf("gc: %s", r)
+	}
+	if got := names(); !slices.Equal(got, inUse) {
+		t.Errorf("gc touched the rootfs of a live run: %v, was %v", got, inUse)
+	}
+	if r := f.run(t, aliceName, f.project, "", "sh", "-c", "test -e /etc/passwd && test -d /usr/bin"); r.code != 0 {
+		t.Errorf("a second run beside the first: %s", r)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	if r := f.exec(t, "/", "", f.runner, "gc"); r.code != 0 {
+		t.Fatalf("gc: %s", r)
+	}
+	if left := names(); len(left) != 0 {
+		t.Errorf("rootfs left after gc with no run alive: %v", left)
+	}
+	if r := f.run(t, aliceName, f.project, "", "true"); r.code != 0 {
+		t.Errorf("run after gc: %s", r)
+	}
+}
