@@ -79,7 +79,7 @@ func TestProjectMountFollowsTheCheckedDirectory(t *testing.T) {
 	}
 	target := filepath.Join(base, "mnt")
 	os.Mkdir(target, 0o700)
-	if err := sandbox.IDMapMount(fd, target, sandbox.IDMap{DiskUID: 1000, DiskGID: 1000, AgentUID: 1001, AgentGID: 1001}); err != nil {
+	if err := sandbox.IDMapMount(fd, target, sandbox.IDMap{DiskUID: 1000, DiskGID: 1000, AgentUID: 1001, AgentGID: 1001}, nil); err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Unmount(target, unix.MNT_DETACH)

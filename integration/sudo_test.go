@@ -100,7 +100,7 @@ func TestSudoCallerCannotSteer(t *testing.T) {
 		{"config for another user", []string{"sudo", "-n", f.runner, "config", "--as-user", bobName}, "refused through sudo"},
 		// The helper modes live in pi-agent-helper, which sudo does not run.
 		{"reaper through the runner", []string{"sudo", "-n", f.runner, "_reap", "--", "id", "-u"}, "unknown command"},
-		{"resolve helper through the runner", []string{"sudo", "-n", f.runner, "_resolve"}, "unknown command"},
+		{"caller helper through the runner", []string{"sudo", "-n", f.runner, "_caller"}, "unknown command"},
 		{"libcontainer init", []string{"sudo", "-n", f.runner, "init"}, "unknown command"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -226,7 +226,8 @@ func TestHelperRefusesMisuse(t *testing.T) {
 		want string
 	}{
 		{"reaper outside a sandbox", []string{"_reap", "--", "id", "-u"}, "runs only as PID 1"},
-		{"resolve as root", []string{"_resolve"}, "never runs as root"},
+		{"caller helper as root", []string{"_caller"}, "never runs as root"},
+		{"the old resolve mode", []string{"_resolve"}, "unknown mode"},
 		{"sync reader as root", []string{"_sync-read"}, "never runs as root"},
 		{"unknown mode", []string{"run"}, "unknown mode"},
 	} {

@@ -290,6 +290,10 @@ type received struct {
 // running as the caller. Started ahead of the sync (StartReader), it waits
 // for its request without touching a file, so its start-up overlaps with the
 // runner's other checks.
+//
+// Started with a resolve socket, it is `pi-agent-helper _caller`: in the
+// runner's working directory, it first answers sandbox.ResolveProject on the
+// socket, then serves as the reader. One process as the caller does both.
 type Reader struct {
 	cmd    *exec.Cmd
 	in     io.WriteCloser
@@ -300,17 +304,24 @@ type Reader struct {
 }
 
 // StartReader starts the reader for o (its Exe, Caller and Timeout), to
-// be stopped when ctx ends. Pass it to Sync in Options.Reader, or Close it.
-func StartReader(ctx context.Context, o *Options) (*Reader, error) {
+// be stopped when ctx ends; with resolveSock (the helper's end of
+// sandbox.CallerSocket), one that resolves the project first. Pass it to
+// Sync in Options.Reader, or Close it.
+func StartReader(ctx context.Context, o *Options, resolveSock *os.File) (*Reader, error) {
 	timeout := o.Timeout
 	if timeout == 0 {
 		timeout = 2 * time.Minute
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	r := &Reader{cancel: cancel}
-	r.cmd = exec.CommandContext(ctx, o.Exe, "_sync-read")
+	if resolveSock != nil {
+		r.cmd = exec.CommandContext(ctx, o.Exe, "_caller")
+		r.cmd.ExtraFiles = []*os.File{resolveSock}
+	} else {
+		r.cmd = exec.CommandContext(ctx, o.Exe, "_sync-read")
+		r.cmd.Dir = "/"
+	}
 	r.cmd.Env = []string{}
-	r.cmd.Dir = "/"
 	r.cmd.Stderr = &limitedBuffer{buf: &r.stderr, max: 8 << 10}
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.Caller, Pdeathsig: syscall.SIGKILL, Setsid: true}
 	var err error
@@ -338,6 +349,13 @@ func (r *Reader) Close() {
 	r.cancel()
 }
 
+// Failure stops the reader and returns what it said on stderr, first
+// line: why it failed before Sync used it (a failed resolve).
+func (r *Reader) Failure() string {
+	r.Close()
+	return firstLine(strings.TrimSpace(r.stderr.String()), "")
+}
+
 // receive sends the reader (the one in o, or a new one) its request and
 // takes in its stream: files with content are staged (owned by the agent,
 // sanitized modes, hashed), the settings and env files kept in memory.
@@ -354,7 +372,7 @@ func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, 
 	r := o.Reader
 	if r == nil || r.used {
 		var err error
-		if r, err = StartReader(ctx, o); err != nil {
+		if r, err = StartReader(ctx, o, nil); err != nil {
 			return nil, err
 		}
 	}

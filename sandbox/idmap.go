@@ -33,20 +33,26 @@ type IDMap struct {
 // appear owned by the overflow id (nobody) and keep only their "other"
 // permissions. This works without a user namespace for the agent: the
 // namespace below only describes the mapping.
-func IDMapMount(src *os.File, target string, m IDMap) (retErr error) {
+//
+// ns, when not nil, is a namespace made ahead for m (MakeUserNS); it stays
+// open. Otherwise one is made here.
+func IDMapMount(src *os.File, target string, m IDMap, ns *UserNS) (retErr error) {
 	tree, err := unix.OpenTree(int(src.Fd()), "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
 	if err != nil {
 		return fmt.Errorf("clone project mount: %w", os.NewSyscallError("open_tree", err))
 	}
 	defer unix.Close(tree)
-	ns, err := userNamespace(m)
+	if ns == nil {
+		ns = MakeUserNS(m)
+		defer ns.Close()
+	}
+	nsFile, err := ns.file(m)
 	if err != nil {
 		return err
 	}
-	defer ns.Close()
 	attr := &unix.MountAttr{
 		Attr_set:  unix.MOUNT_ATTR_IDMAP | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV,
-		Userns_fd: uint64(ns.Fd()),
+		Userns_fd: uint64(nsFile.Fd()),
 	}
 	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, attr); err != nil {
 		hint := ""
@@ -59,6 +65,61 @@ func IDMapMount(src *os.File, target string, m IDMap) (retErr error) {
 		return fmt.Errorf("attach project mount at %s: %w", target, os.NewSyscallError("move_mount", err))
 	}
 	return nil
+}
+
+// MountProject attaches the idmapped project of p at target (see
+// IDMapMount), with the namespace the runner made ahead, if any.
+func MountProject(p *Plan, target string) error {
+	return IDMapMount(p.ProjectDir, target, p.ProjectIDMap(), p.UserNS)
+}
+
+// ProjectIDMap is the mapping of p's project: the caller's files appear as
+// the agent's.
+func (p *Plan) ProjectIDMap() IDMap {
+	return IDMap{DiskUID: p.Caller.UID, DiskGID: p.Caller.GID, AgentUID: p.Agent.UID, AgentGID: p.Agent.GID}
+}
+
+// UserNS is a user namespace for an idmapped mount, being made in the
+// background from the moment MakeUserNS returns: the runner starts it as
+// soon as it knows both accounts, and the mount later finds it ready.
+type UserNS struct {
+	m    IDMap
+	done chan struct{}
+	f    *os.File
+	err  error
+}
+
+// MakeUserNS starts making the user namespace for m.
+func MakeUserNS(m IDMap) *UserNS {
+	ns := &UserNS{m: m, done: make(chan struct{})}
+	go func() {
+		ns.f, ns.err = userNamespace(m)
+		close(ns.done)
+	}()
+	return ns
+}
+
+// file waits for the namespace, which must have been made for m.
+func (ns *UserNS) file(m IDMap) (*os.File, error) {
+	<-ns.done
+	if ns.err != nil {
+		return nil, ns.err
+	}
+	if ns.m != m {
+		return nil, fmt.Errorf("user namespace made for %+v, needed for %+v", ns.m, m)
+	}
+	return ns.f, nil
+}
+
+// Close waits for the namespace and releases it. A nil UserNS is fine.
+func (ns *UserNS) Close() {
+	if ns == nil {
+		return
+	}
+	<-ns.done
+	if ns.f != nil {
+		ns.f.Close()
+	}
 }
 
 // userNamespace returns a user namespace whose maps are m: on-disk id inside,

@@ -38,6 +38,9 @@ type Plan struct {
 	// it, from which the backend makes the mount.
 	Project    string
 	ProjectDir *os.File
+	// UserNS, when set, is the user namespace for the project's idmap,
+	// made ahead by the runner (MakeUserNS); backends make one otherwise.
+	UserNS *UserNS
 	// RuntimeDir is the host directory that appears at AgentDir.
 	RuntimeDir string
 	AgentDir   string

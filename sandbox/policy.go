@@ -1,13 +1,10 @@
 package sandbox
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -87,7 +84,11 @@ type resolveReply struct {
 // caller planted; the helper hands back O_PATH descriptors. Everything the
 // helper says is then checked again here from those descriptors, because the
 // caller can tamper with a process running as themselves.
-func ResolveProject(ctx context.Context, helper string, caller Account, roots []string, scope string) (_ *Project, retErr error) {
+//
+// The helper (`pi-agent-helper _caller`, started in the runner's working
+// directory with the other end of CallerSocket as fd 3, and as the caller:
+// see HelperCredential) is on the other end of sock; it answers one request.
+func ResolveProject(sock *os.File, caller Account, roots []string, scope string) (_ *Project, retErr error) {
 	expanded := make([]string, len(roots))
 	for i, r := range roots {
 		expanded[i] = ExpandRoot(r, caller.Home)
@@ -108,7 +109,7 @@ func ResolveProject(ctx context.Context, helper string, caller Account, roots []
 		return nil, fmt.Errorf("working directory: %w", err)
 	}
 
-	reply, files, err := runResolveHelper(ctx, helper, caller, resolveRequest{Roots: expanded, Scope: scope})
+	reply, files, err := askResolveHelper(sock, resolveRequest{Roots: expanded, Scope: scope})
 	if err != nil {
 		return nil, err
 	}
@@ -177,38 +178,40 @@ func checkIsDir(f *os.File) error {
 	return nil
 }
 
-// runResolveHelper starts `helper _resolve` as the caller and returns its reply
-// and descriptors: one per root that opened, then the mount directory.
-func runResolveHelper(ctx context.Context, helper string, caller Account, req resolveRequest) (*resolveReply, []*os.File, error) {
-	parent, child, err := seqpacketPair()
+// CallerSocket returns a connected pair of sockets for ResolveProject: the
+// runner keeps the first, the helper gets the second as fd 3.
+func CallerSocket() (runner, helper *os.File, err error) {
+	runner, helper, err = seqpacketPair()
 	if err != nil {
 		return nil, nil, err
 	}
-	defer parent.Close()
+	// A helper that neither answers nor exits cannot hold the runner.
+	tv := unix.NsecToTimeval((30 * time.Second).Nanoseconds())
+	if err := unix.SetsockoptTimeval(int(runner.Fd()), unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		runner.Close()
+		helper.Close()
+		return nil, nil, err
+	}
+	return runner, helper, nil
+}
+
+// askResolveHelper sends req to the helper and returns its reply and the
+// descriptors that came with it.
+func askResolveHelper(sock *os.File, req resolveRequest) (*resolveReply, []*os.File, error) {
 	in, err := json.Marshal(req)
 	if err != nil {
-		child.Close()
 		return nil, nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, helper, "_resolve")
-	cmd.Env = []string{}
-	cmd.Stdin = strings.NewReader(string(in))
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	cmd.ExtraFiles = []*os.File{child}
-	cmd.SysProcAttr = helperAttr(caller)
-	if err := cmd.Start(); err != nil {
-		child.Close()
-		return nil, nil, fmt.Errorf("start resolve helper as %s: %w", caller.Name, err)
+	if err := sendMsg(sock, in, nil); err != nil {
+		return nil, nil, fmt.Errorf("resolve helper: %w", err)
 	}
-	child.Close()
-	payload, files, recvErr := recvMsg(parent, len(req.Roots)+1)
-	waitErr := cmd.Wait()
-	if recvErr != nil || waitErr != nil {
+	payload, files, err := recvMsg(sock, len(req.Roots)+1)
+	if err != nil {
+		return nil, nil, fmt.Errorf("resolve helper: %w", err)
+	}
+	if len(payload) == 0 {
 		closeAll(files)
-		return nil, nil, fmt.Errorf("resolve helper failed: %s", firstNonEmpty(strings.TrimSpace(stderr.String()), fmt.Sprint(errors.Join(recvErr, waitErr))))
+		return nil, nil, errors.New("resolve helper ended without an answer")
 	}
 	var reply resolveReply
 	if err := json.Unmarshal(payload, &reply); err != nil {
@@ -218,41 +221,35 @@ func runResolveHelper(ctx context.Context, helper string, caller Account, req re
 	return &reply, files, nil
 }
 
-// helperAttr makes a child run as the caller: their uid, gid and groups. A
-// change of every uid away from 0 clears all capabilities; no_new_privs is
-// set by the helper itself before it touches anything.
-func helperAttr(caller Account) *syscall.SysProcAttr {
+// HelperCredential is what the caller-side helper runs with: the caller's
+// uid, gid and groups. A change of every uid away from 0 clears all
+// capabilities; no_new_privs is set by the helper itself before it touches
+// anything.
+func HelperCredential(caller Account) *syscall.Credential {
 	groups := make([]uint32, len(caller.Groups))
 	for i, g := range caller.Groups {
 		groups[i] = uint32(g)
 	}
-	return &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: uint32(caller.UID), Gid: uint32(caller.GID), Groups: groups},
-		Pdeathsig:  syscall.SIGKILL,
-		Setsid:     true,
-	}
+	return &syscall.Credential{Uid: uint32(caller.UID), Gid: uint32(caller.GID), Groups: groups}
 }
 
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
-// ServeResolve is the helper side (`pi-agent-helper _resolve`): it runs as
-// the caller, reads a request from in and answers on sock (fd 3).
-func ServeResolve(in io.Reader, sock *os.File) error {
+// ServeResolve is the helper side of ResolveProject (first part of
+// `pi-agent-helper _caller`): it runs as the caller, reads one request from
+// sock (fd 3) and answers on it.
+func ServeResolve(sock *os.File) error {
 	if os.Geteuid() == 0 || os.Getuid() == 0 {
-		return errors.New("_resolve is internal and never runs as root")
+		return errors.New("_caller is internal and never runs as root")
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("set no_new_privs: %w", err)
 	}
+	payload, files, err := recvMsg(sock, 0)
+	if err != nil {
+		return fmt.Errorf("read request: %w", err)
+	}
+	closeAll(files)
 	var req resolveRequest
-	if err := json.NewDecoder(io.LimitReader(in, maxMessage)).Decode(&req); err != nil {
+	if err := json.Unmarshal(payload, &req); err != nil {
 		return fmt.Errorf("decode request: %w", err)
 	}
 	cwd, err := os.Getwd()

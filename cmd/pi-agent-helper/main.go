@@ -1,9 +1,12 @@
 // Command pi-agent-helper is the small, static companion of pi-agent-runner,
 // installed next to it. The runner starts it three ways, none as root:
 //
-//	_resolve    as the caller: resolves the caller's project paths, hands
-//	            back descriptors (see sandbox.ResolveProject)
-//	_sync-read  as the caller: streams the caller's pi config (merge.Sync)
+//	_caller     as the caller, in the caller's working directory: resolves
+//	            the caller's project paths and hands back descriptors (see
+//	            sandbox.ResolveProject), then streams the caller's pi config
+//	            (merge.Sync): one process for both, per run
+//	_sync-read  as the caller: streams the caller's pi config (merge.Sync
+//	            outside a run: config, doctor)
 //	_reap       as PID 1 of a sandbox: starts the agent, forwards signals,
 //	            reaps orphans (reaper.Run)
 //
@@ -34,8 +37,12 @@ func main() {
 			args = args[1:]
 		}
 		os.Exit(reaper.Run(args))
-	case "_resolve":
-		err = sandbox.ServeResolve(os.Stdin, os.NewFile(3, "sock"))
+	case "_caller":
+		sock := os.NewFile(3, "sock")
+		if err = sandbox.ServeResolve(sock); err == nil {
+			sock.Close()
+			err = merge.ServeRead(os.Stdin, os.Stdout)
+		}
 	case "_sync-read":
 		err = merge.ServeRead(os.Stdin, os.Stdout)
 	default:

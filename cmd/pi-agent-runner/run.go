@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/containerd/console"
@@ -77,6 +76,7 @@ func cmdRun(args []string) int {
 	}
 	defer req.project.Close()
 	defer req.reader.Close()
+	defer req.plan.UserNS.Close()
 	if f.printSpec != "" {
 		return printSpec(req, f.printSpec)
 	}
@@ -150,22 +150,39 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	// The config reader starts now, next to the project's resolution; it
-	// waits for its request, sent only once the project is allowed.
-	var reader *merge.Reader
-	if f.printSpec == "" {
-		reader, err = merge.StartReader(context.Background(), &merge.Options{Exe: helperBin, Caller: credential(caller)})
-		if err != nil {
-			return nil, err
+	// The user namespace of the project's idmap is made in the background
+	// too; the backend waits for it, if it is not ready by then.
+	userNS := sandbox.MakeUserNS(sandbox.IDMap{DiskUID: caller.UID, DiskGID: caller.GID, AgentUID: agent.UID, AgentGID: agent.GID})
+	defer func() {
+		if retErr != nil {
+			userNS.Close()
 		}
-		defer func() {
-			if retErr != nil {
-				reader.Close()
-			}
-		}()
-	}
-	project, err := sandbox.ResolveProject(context.Background(), helperBin, caller, hostUser.ProjectRoots, cfg.Sandbox.ProjectScope)
+	}()
+	// One helper runs as the caller: it resolves the project now, and,
+	// once the project is allowed, reads the caller's config for the sync.
+	runnerSock, helperSock, err := sandbox.CallerSocket()
 	if err != nil {
+		return nil, err
+	}
+	defer runnerSock.Close()
+	reader, err := merge.StartReader(context.Background(), &merge.Options{Exe: helperBin, Caller: sandbox.HelperCredential(caller)}, helperSock)
+	helperSock.Close()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			reader.Close()
+		}
+	}()
+	project, err := sandbox.ResolveProject(runnerSock, caller, hostUser.ProjectRoots, cfg.Sandbox.ProjectScope)
+	if err != nil {
+		var pe *sandbox.PolicyError
+		if !errors.As(err, &pe) {
+			if why := reader.Failure(); why != "" {
+				err = fmt.Errorf("%w: %s", err, why)
+			}
+		}
 		return nil, err
 	}
 	defer func() {
@@ -194,6 +211,7 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 		Cwd:        project.Cwd,
 		Project:    project.Path,
 		ProjectDir: project.Mount,
+		UserNS:     userNS,
 		RuntimeDir: ss.runtimeDir(),
 		AgentDir:   agentDir,
 		ReadOnly:   ro,
@@ -301,7 +319,7 @@ func buildRuntime(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, r
 // syncOptions describes the config sync for the plan's caller.
 func syncOptions(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, dryRun bool) merge.Options {
 	return merge.Options{
-		Caller:     credential(p.Caller),
+		Caller:     sandbox.HelperCredential(p.Caller),
 		HostDir:    filepath.Join(p.Caller.Home, host.ConfigDir()),
 		CallerHome: p.Caller.Home,
 		UserDir:    filepath.Dir(p.RuntimeDir),
@@ -313,15 +331,6 @@ func syncOptions(cfg *sandbox.Config, p *sandbox.Plan, host sandbox.HostUser, dr
 		Exclude:    cfg.Sync.Exclude,
 		DryRun:     dryRun,
 	}
-}
-
-// credential is what the caller-side helpers run with.
-func credential(a sandbox.Account) *syscall.Credential {
-	groups := make([]uint32, len(a.Groups))
-	for i, g := range a.Groups {
-		groups[i] = uint32(g)
-	}
-	return &syscall.Credential{Uid: uint32(a.UID), Gid: uint32(a.GID), Groups: groups}
 }
 
 // ensureRuntimeDir creates <stateDir>/users/<name>/agent: the state dir and

@@ -49,7 +49,5 @@ func WriteBundle(p *sandbox.Plan, dir string) (retErr error) {
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), append(data, '\n'), 0o600); err != nil {
 		return err
 	}
-	return sandbox.IDMapMount(p.ProjectDir, o.ProjectSource, sandbox.IDMap{
-		DiskUID: p.Caller.UID, DiskGID: p.Caller.GID, AgentUID: p.Agent.UID, AgentGID: p.Agent.GID,
-	})
+	return sandbox.MountProject(p, o.ProjectSource)
 }

@@ -264,9 +264,7 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 	if err := os.Mkdir(o.ProjectSource, 0o700); err != nil {
 		return -1, err
 	}
-	if err := sandbox.IDMapMount(p.ProjectDir, o.ProjectSource, sandbox.IDMap{
-		DiskUID: p.Caller.UID, DiskGID: p.Caller.GID, AgentUID: p.Agent.UID, AgentGID: p.Agent.GID,
-	}); err != nil {
+	if err := sandbox.MountProject(p, o.ProjectSource); err != nil {
 		return -1, err
 	}
 
