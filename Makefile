@@ -10,7 +10,7 @@ RUNNER_PATH ?= $(LIBEXEC)/pi-agent-runner
 TAGS      := seccomp
 export CGO_ENABLED := 1
 
-.PHONY: all build test test-unit test-integration test-vm fuzz bench bench-sync install clean
+.PHONY: all build test test-unit test-integration test-vm fuzz bench bench-trace bench-sync install clean
 
 all: build
 
@@ -19,7 +19,7 @@ build: bin/pi bin/pi-agent-runner bin/pi-agent-helper
 bin/pi-agent-runner: FORCE
 	$(GO) build -buildvcs=false -tags '$(TAGS)' -trimpath -o $@ ./cmd/pi-agent-runner
 
-# Static and small: it starts once per run as the caller, twice, and as the
+# Static and small: it starts once per run as the caller, and as the
 # sandbox's PID 1.
 bin/pi-agent-helper: FORCE
 	CGO_ENABLED=0 $(GO) build -buildvcs=false -trimpath -ldflags '-s -w' -o $@ ./cmd/pi-agent-helper
@@ -70,6 +70,11 @@ fuzz:
 # Start-up next to runc, crun and bwrap; writes bench/RESULTS.md.
 bench: build
 	bash bench/run.sh
+
+# The runner with phase marks on stderr (internal/trace), next to the
+# helper it needs; for finding where a start spends its time.
+bench-trace: build
+	$(GO) build -buildvcs=false -tags '$(TAGS) pitrace' -trimpath -o bin/pi-agent-runner-trace ./cmd/pi-agent-runner
 
 bench-sync: build
 	$(GO) test -tags '$(TAGS) integration' -run XXX -bench 'Sync|CpA' -benchtime 5x ./integration/

@@ -88,14 +88,18 @@ go build -o "$work/bench" "$repo/bench"
 	wait
 	echo "- runner peak RSS while the agent runs: ${rss} kB"
 
-	# The pty relay: 1 GiB through the agent's terminal, under script(1),
-	# next to the same through script alone.
+	# The pty relay: 1 GiB through the agent's terminal. Under script(1),
+	# so that the runner's stdin is a terminal; its stdout goes to
+	# /dev/null, so that the one pty on the way is the agent's. Beside it:
+	# script alone (one pty, relayed by script to /dev/null), and the bare
+	# pty with nothing but a writer and a reader, the bound of any relay.
+	ceiling=$("$work/bench" -pty-ceiling 1073741824)
 	t0=$(date +%s.%N)
-	(cd "$project" && script -qefc "$runner run --config $work/config.json --as-user $user -- head -c 1073741824 /dev/zero" /dev/null >/dev/null)
+	(cd "$project" && script -qefc "$runner run --config $work/config.json --as-user $user -- head -c 1073741824 /dev/zero >/dev/null" /dev/null </dev/null >/dev/null)
 	t1=$(date +%s.%N)
-	script -qefc "head -c 1073741824 /dev/zero" /dev/null >/dev/null
+	script -qefc "head -c 1073741824 /dev/zero" /dev/null </dev/null >/dev/null
 	t2=$(date +%s.%N)
-	awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "- pty relay: %.0f MB/s through the runner (script alone: %.0f MB/s)\n", 1073.741824 / (b - a), 1073.741824 / (c - b) }'
+	awk -v a="$t0" -v b="$t1" -v c="$t2" -v p="$ceiling" 'BEGIN { printf "- pty relay, 1 GiB: %.0f MB/s through the runner; script(1) alone %.0f MB/s; the bare pty (writer and reader only) %s MB/s\n", 1073.741824 / (b - a), 1073.741824 / (c - b), p }'
 
 	# pi --version through the runner vs bare, when the real pi is installed.
 	pi_prefix=${PI_AGENT_TEST_PI_PREFIX:-/usr/local/lib/pi-agent-ci}
@@ -115,5 +119,18 @@ json.dump([
 PY
 		echo
 		"$work/bench" -spec "$work/pi-cmds.json" -runs 10
+	fi
+
+	# systemd-run, inside the VM of the VM suite (BENCH_VM=1: boots it, a
+	# minute or two more).
+	if [ "${BENCH_VM:-0}" = 1 ]; then
+		echo
+		if PI_AGENT_VM_BENCH="$work/vm-bench.md" bash "$repo/integration/vm/run.sh" > "$work/vm.log" 2>&1 && [ -s "$work/vm-bench.md" ]; then
+			echo "Inside the VM of \`make test-vm\` (qemu TCG, 2 vCPUs; slow, alike for each):"
+			echo
+			cat "$work/vm-bench.md"
+		else
+			echo "- systemd-run in the VM: not measured ($(tail -n 1 "$work/vm.log"))"
+		fi
 	fi
 } | tee "$here/RESULTS.md"

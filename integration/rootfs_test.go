@@ -144,3 +144,34 @@ func TestSharedRootfsGC(t *testing.T) {
 		t.Errorf("run after gc: %s", r)
 	}
 }
+
+// run --print-spec writes the very sandbox a run starts, so that stock runc
+// runs it (the benchmarks compare on it): the agent's identity, the
+// project writable and idmapped, the caller's ~/.ssh absent, the rootfs
+// read-only. Through sudo it is refused (sudo_test.go).
+func TestPrintSpecBundleRunsWithRunc(t *testing.T) {
+	f := setup(t)
+	requireTool(t, "runc", "runs the printed bundle")
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	probe := fmt.Sprintf(`test "$(id -u)" = %d && touch %s/from-runc && test ! -e %s/.ssh && ! touch /etc/x 2>/dev/null && echo BUNDLE-OK`, f.agent.UID, f.project, f.alice.Home)
+	r := f.exec(t, f.project, "", f.runner, "run", "--config", f.config, "--as-user", aliceName, "--print-spec", bundle, "--", "sh", "-c", probe)
+	if r.code != 0 {
+		t.Fatalf("print-spec: %s", r)
+	}
+	defer func() {
+		_ = exec.Command("umount", filepath.Join(bundle, "project")).Run()
+		_ = exec.Command("runc", "delete", "-f", "pit-print-spec").Run()
+	}()
+	if st, err := os.Stat(filepath.Join(bundle, "config.json")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("config.json: %v %v", st, err)
+	}
+	r = f.exec(t, f.project, "", "runc", "run", "--bundle", bundle, "pit-print-spec")
+	if r.code != 0 || !strings.Contains(r.stdout, "BUNDLE-OK") {
+		t.Fatalf("runc run of the printed bundle: %s", r)
+	}
+	created := filepath.Join(f.project, "from-runc")
+	defer os.Remove(created)
+	if st, err := os.Stat(created); err != nil || statUID(st) != f.alice.UID {
+		t.Errorf("a file the agent made under runc: %v, want it owned by the caller (%d)", err, f.alice.UID)
+	}
+}

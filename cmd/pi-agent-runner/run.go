@@ -18,6 +18,7 @@ import (
 	"github.com/m3ta/pi-agent/rootfs"
 	"github.com/m3ta/pi-agent/sandbox"
 	"github.com/m3ta/pi-agent/sandbox/oci"
+	"github.com/m3ta/pi-agent/sandbox/systemd"
 	"github.com/m3ta/pi-agent/seccomp"
 )
 
@@ -50,7 +51,7 @@ func cmdRun(args []string) int {
 	fs.StringVar(&f.backend, "backend", "", "sandbox backend: oci, systemd or auto (default: the config's backend)")
 	fs.StringVar(&f.config, "config", "", "runner config path (root only, not through sudo)")
 	fs.StringVar(&f.asUser, "as-user", "", "host user to run for (root only, not through sudo)")
-	fs.StringVar(&f.printSpec, "print-spec", "", "write the OCI bundle (config.json, rootfs, project mount) to this new directory instead of running (root only, not through sudo)")
+	fs.StringVar(&f.printSpec, "print-spec", "", "write what would run to this new directory instead of running it: the OCI bundle (oci), or the systemd-run command line and its env file (systemd); root only, not through sudo")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, runUsage)
 		fs.PrintDefaults()
@@ -83,21 +84,34 @@ func cmdRun(args []string) int {
 	return execute(req, sandbox.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 }
 
-// printSpec writes the bundle of req instead of running it: the same
-// config, policy, sync and merge as a run.
+// printSpec writes what a run would start, instead of running it, after
+// the same config, policy, sync and merge as a run: the OCI bundle for the
+// oci backend, the systemd-run command line for the systemd backend.
 func printSpec(req *request, dir string) int {
-	if _, ok := req.backend.(*oci.Backend); !ok {
-		return fail("--print-spec writes an OCI bundle: use it with --backend oci")
-	}
 	if err := req.syncRuntime(); err != nil {
 		return fail("%v", err)
 	}
 	p := req.plan
 	p.TTY = false
-	if err := oci.WriteBundle(p, dir); err != nil {
-		return fail("write bundle: %v", err)
+	backend := req.backend
+	if a, ok := backend.(autoBackend); ok {
+		backend = a.Backend
 	}
-	fmt.Printf("bundle written to %s; run it with: runc run --bundle %s ID\nthe project is mounted at %s/project: umount it before removing the bundle\n", dir, dir, dir)
+	switch b := backend.(type) {
+	case *oci.Backend:
+		if err := oci.WriteBundle(p, dir); err != nil {
+			return fail("write bundle: %v", err)
+		}
+		fmt.Printf("bundle written to %s; run it with: runc run --bundle %s ID\n", dir, dir)
+	case *systemd.Backend:
+		if err := b.WriteSpec(p, dir); err != nil {
+			return fail("write unit: %v", err)
+		}
+		fmt.Printf("systemd-run command line written to %s/argv.json, with the env file it names\n", dir)
+	default:
+		return fail("--print-spec: backend %s has nothing to write", backend.Name())
+	}
+	fmt.Printf("the project is mounted at %s/project: umount it before removing %s\n", dir, dir)
 	return 0
 }
 

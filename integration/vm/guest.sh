@@ -90,6 +90,14 @@ for b in oci systemd; do
 	check "$b: the managed environment reaches the agent" has "$out" VM_MANAGED_SECRET=managed-secret-4f2a
 done
 
+echo "--- run --print-spec for systemd: the very unit, runnable by a bare systemd-run"
+(cd /home/alice/p/proj && /usr/local/libexec/pi-agent/pi-agent-runner run --backend systemd --as-user alice --print-spec /tmp/spec -- sh -c "test \$(id -u) = $agent_uid && test -w /home/alice/p/proj && test ! -e /home/alice/.ssh/id_ed25519" >/dev/null 2>&1)
+check "print-spec writes the command line and a root-only env file" test -s /tmp/spec/argv.json -a "$(stat -c %a /tmp/spec/env 2>/dev/null)" = 600
+echo '[{"name": "unit", "dir": "/", "argvFile": "/tmp/spec/argv.json"}]' > /tmp/spec.json
+check "systemd-run runs the printed unit: the agent's identity, the project, no ~/.ssh" "$share/bin/bench" -spec /tmp/spec.json -runs 1 -warmup 0
+umount /tmp/spec/project 2>/dev/null
+rm -rf /tmp/spec
+
 echo "--- systemd unit: secrets never in argv, exposure score"
 as alice /home/alice/p/proj pi --backend=systemd -- sleep 60 >/dev/null 2>&1 &
 unit=$(running_unit)
@@ -147,6 +155,37 @@ JSON
 else
 	skipped=2
 	echo "SKIP: the real pi agent was not shared into the guest (not installed on the host)"
+fi
+
+# --- timing (make bench with BENCH_VM=1): the systemd backend next to a bare
+# systemd-run and the oci backend, in turn, in this guest (TCG: slow, but the
+# same slowness for each). Reports; never fails the suite.
+if [ -f "$share/bench-vm" ]; then
+	echo "--- timing"
+	# Its own config: the pi runs above changed the agent command.
+	cat > /etc/pi-agent/bench.json <<'JSON'
+{"agent": {"command": ["/usr/bin/env"]}, "hostUsers": {"alice": {"projectRoots": ["~/p"]}}}
+JSON
+	# The very unit the runner starts, by a bare systemd-run.
+	(cd /home/alice/p/proj && /usr/local/libexec/pi-agent/pi-agent-runner run --backend systemd --config /etc/pi-agent/bench.json --as-user alice --print-spec /tmp/unit -- /bin/true >/dev/null)
+	cat > /tmp/bench.json <<JSON
+[
+ {"name": "pi-agent-runner run --backend systemd", "dir": "/home/alice/p/proj",
+  "argv": ["/usr/local/libexec/pi-agent/pi-agent-runner", "run", "--backend", "systemd", "--config", "/etc/pi-agent/bench.json", "--as-user", "alice", "--", "/bin/true"]},
+ {"name": "systemd-run (the same unit, from run --print-spec)", "dir": "/", "argvFile": "/tmp/unit/argv.json"},
+ {"name": "systemd-run --wait --pipe (bare, User=pi-agent)", "dir": "/",
+  "argv": ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", "-p", "User=pi-agent", "/bin/true"]},
+ {"name": "pi-agent-runner run --backend oci", "dir": "/home/alice/p/proj",
+  "argv": ["/usr/local/libexec/pi-agent/pi-agent-runner", "run", "--backend", "oci", "--config", "/etc/pi-agent/bench.json", "--as-user", "alice", "--", "/bin/true"]}
+]
+JSON
+	if "$share/bin/bench" -spec /tmp/bench.json -runs 10 -warmup 2 > "$share/bench.md" 2> /tmp/bench.err; then
+		cat "$share/bench.md"
+	else
+		echo "timing failed: $(cat /tmp/bench.err)"
+		rm -f "$share/bench.md"
+	fi
+	umount /tmp/unit/project 2>/dev/null
 fi
 
 echo "$passed passed, $failed failed, $skipped skipped"

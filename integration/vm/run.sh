@@ -124,6 +124,12 @@ mkdir -p "$share/bin"
 make -C "$repo" build RUNNER_PATH=/usr/local/libexec/pi-agent/pi-agent-runner >/dev/null
 cp "$repo/bin/pi" "$repo/bin/pi-agent-runner" "$repo/bin/pi-agent-helper" "$share/bin/"
 (cd "$repo" && CGO_ENABLED=0 go build -buildvcs=false -o "$share/bin/mockmodel" ./integration/testdata/mockmodel)
+(cd "$repo" && CGO_ENABLED=0 go build -buildvcs=false -o "$share/bin/bench" ./bench)
+# PI_AGENT_VM_BENCH=FILE: the guest also times the systemd backend against a
+# bare systemd-run (bench/run.sh with BENCH_VM=1) and the table lands in FILE.
+if [ -n "${PI_AGENT_VM_BENCH:-}" ]; then
+	touch "$share/bench-vm"
+fi
 cp "$here/guest.sh" "$share/guest.sh"
 # The real pi agent and Node, as .ci/run installs them, shared read-only.
 pi_prefix=${PI_AGENT_TEST_PI_PREFIX:-/usr/local/lib/pi-agent-ci}
@@ -156,4 +162,7 @@ if [ ! -f "$share/exit-code" ]; then
 	exit 1
 fi
 cat "$share/result.log"
+if [ -n "${PI_AGENT_VM_BENCH:-}" ] && [ -f "$share/bench.md" ]; then
+	cp "$share/bench.md" "$PI_AGENT_VM_BENCH"
+fi
 exit "$(cat "$share/exit-code")"

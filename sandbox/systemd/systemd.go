@@ -5,6 +5,7 @@ package systemd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -305,4 +306,43 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 		return ee.ExitCode(), nil
 	}
 	return -1, fmt.Errorf("systemd-run: %w", err)
+}
+
+// WriteSpec writes what Run would start for p into dir (a new directory):
+// argv.json, the full systemd-run command line as a JSON array; the env file
+// it names; and the idmapped project mount at dir/project. Benchmarks run
+// that very unit with a bare systemd-run. The project mount stays until the
+// caller unmounts it.
+func (b *Backend) WriteSpec(p *sandbox.Plan, dir string) (retErr error) {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return fmt.Errorf("create spec dir: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			_ = sandbox.RemoveRunDir(dir)
+		}
+	}()
+	o := Options{Unit: unitName(p.ID), ProjectSource: filepath.Join(dir, "project"), EnvFile: filepath.Join(dir, "env")}
+	argv, err := Argv(p, o)
+	if err != nil {
+		return err
+	}
+	envData, err := EnvFile(p.Env)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.EnvFile, envData, 0o600); err != nil {
+		return err
+	}
+	data, err := json.Marshal(append([]string{b.SystemdRun}, argv...))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "argv.json"), append(data, '\n'), 0o600); err != nil {
+		return err
+	}
+	if err := os.Mkdir(o.ProjectSource, 0o700); err != nil {
+		return err
+	}
+	return sandbox.MountProject(p, o.ProjectSource)
 }
