@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/m3ta/pi-agent/sandbox"
 )
 
 const sharedRootfs = "/run/pi-agent/rootfs"
@@ -63,12 +65,17 @@ func snapshotTree(t *testing.T, dir string) []string {
 // nodes) nor the agent, however it tries. Concurrent runs included.
 func TestSharedRootfsStaysUntouched(t *testing.T) {
 	f := setup(t)
+	// Only this test's rootfs: gc removes every unused one first (others'
+	// would go at some run's gc while this test looks at them).
+	if r := f.exec(t, "/", "", f.runner, "gc"); r.code != 0 {
+		t.Fatalf("gc: %s", r)
+	}
 	if r := f.run(t, aliceName, f.project, "", "true"); r.code != 0 {
 		t.Fatalf("first run: %s", r)
 	}
 	entries, err := os.ReadDir(sharedRootfs)
-	if err != nil || len(entries) == 0 {
-		t.Fatalf("no shared rootfs after a run: %v", err)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("want one shared rootfs after a run: %d, %v", len(entries), err)
 	}
 	before := map[string][]string{}
 	for _, e := range entries {
@@ -173,5 +180,23 @@ func TestPrintSpecBundleRunsWithRunc(t *testing.T) {
 	defer os.Remove(created)
 	if st, err := os.Stat(created); err != nil || statUID(st) != f.alice.UID {
 		t.Errorf("a file the agent made under runc: %v, want it owned by the caller (%d)", err, f.alice.UID)
+	}
+}
+
+// The runner's cgroup priming is a move into the cgroup it is already in:
+// it works here (a cgroup2 hierarchy, hybrid or unified) and changes
+// nothing.
+func TestPrimeCgroupMoveChangesNothing(t *testing.T) {
+	setup(t)
+	before, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sandbox.PrimeCgroupMove(); err != nil {
+		t.Fatalf("prime: %v", err)
+	}
+	after, _ := os.ReadFile("/proc/self/cgroup")
+	if string(after) != string(before) {
+		t.Errorf("the prime moved the process:\n%s\nnow:\n%s", before, after)
 	}
 }

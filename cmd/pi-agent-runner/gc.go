@@ -99,11 +99,3 @@ func cmdGC(args []string) int {
 	}
 	return 0
 }
-
-// Prime passes the chosen backend's priming on, if it has one.
-func (a autoBackend) Prime() error {
-	if p, ok := a.Backend.(primer); ok {
-		return p.Prime()
-	}
-	return nil
-}

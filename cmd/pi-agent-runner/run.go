@@ -67,6 +67,15 @@ func cmdRun(args []string) int {
 		agentArgs = agentArgs[1:]
 	}
 
+	if f.printSpec == "" {
+		// First thing: either backend's start moves a process into new
+		// cgroups (see sandbox.PrimeCgroupMove). A failure only costs
+		// time.
+		go func() {
+			err := sandbox.PrimeCgroupMove()
+			trace.Mark(fmt.Sprintf("primed (%v)", err))
+		}()
+	}
 	req, err := prepare(f, agentArgs)
 	if err != nil {
 		var pe *sandbox.PolicyError
@@ -115,10 +124,6 @@ func printSpec(req *request, dir string) int {
 	return 0
 }
 
-// primer is a backend that can ready the kernel for its start while the
-// runner does its checks (see oci.Backend.Prime).
-type primer interface{ Prime() error }
-
 type request struct {
 	plan    *sandbox.Plan
 	backend sandbox.Backend
@@ -148,12 +153,6 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 	backend, err := newBackend(backendName)
 	if err != nil {
 		return nil, err
-	}
-	if p, ok := backend.(primer); ok && f.printSpec == "" {
-		go func() {
-			err := p.Prime()
-			trace.Mark(fmt.Sprintf("primed (%v)", err))
-		}()
 	}
 	if err := seccomp.Validate(); err != nil {
 		return nil, err

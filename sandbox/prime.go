@@ -1,4 +1,4 @@
-package oci
+package sandbox
 
 import (
 	"errors"
@@ -10,9 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Prime readies the kernel for moving the container's init into its
-// cgroups, and is meant to run in the background while the runner checks
-// the project and syncs the config.
+// PrimeCgroupMove readies the kernel for moving the sandbox's first process
+// into its cgroups, and is meant to run in the background, first thing,
+// while the runner checks the project and syncs the config.
 //
 // Every move of a process between cgroups takes the kernel's global
 // threadgroup lock for writing. Unless the cgroup file system is mounted
@@ -21,12 +21,12 @@ import (
 // within a grace period after the last one do not wait. Prime moves the
 // runner into the cgroup it is already in, which changes nothing but pays
 // that wait early, off the start path; libcontainer's move of the
-// container's init a few milliseconds later then finds the lock ready.
-// runc and crun pay the wait in line.
+// container's init (or systemd's of the unit's process) a few milliseconds
+// later then finds the lock ready. runc and crun pay the wait in line.
 //
 // Errors are returned for tests and tracing; the runner ignores them: a
 // host where this fails only starts slower.
-func (b *Backend) Prime() error {
+func PrimeCgroupMove() error {
 	data, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return err
