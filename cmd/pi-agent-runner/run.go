@@ -140,39 +140,19 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 		return nil, errors.New("--print-spec writes as root where it is told: it is for root calling the runner directly, and refused through sudo")
 	}
 	trace.Mark("main")
-	ss, err := begin(f.config, f.asUser)
+	caller, err := identify(f.config, f.asUser)
 	if err != nil {
 		return nil, err
 	}
-	trace.Mark("config, caller, agent")
-	caller, cfg, hostUser, agent := ss.caller, ss.cfg, ss.host, ss.agent
-	backendName := cfg.Backend
-	if f.backend != "" {
-		backendName = f.backend
-	}
-	backend, err := newBackend(backendName)
-	if err != nil {
-		return nil, err
-	}
-	if err := seccomp.Validate(); err != nil {
-		return nil, err
-	}
-	trace.Mark("backend, seccomp check")
-
 	helperBin, err := helper()
 	if err != nil {
 		return nil, err
 	}
-	// The user namespace of the project's idmap is made in the background
-	// too; the backend waits for it, if it is not ready by then.
-	userNS := sandbox.MakeUserNS(sandbox.IDMap{DiskUID: caller.UID, DiskGID: caller.GID, AgentUID: agent.UID, AgentGID: agent.GID})
-	defer func() {
-		if retErr != nil {
-			userNS.Close()
-		}
-	}()
-	// One helper runs as the caller: it resolves the project now, and,
-	// once the project is allowed, reads the caller's config for the sync.
+	// One helper runs as the caller, started as soon as the caller is
+	// known: while it starts, the runner loads the config. It touches
+	// nothing before its first request; a caller refused below has it
+	// killed. It resolves the project, and, once the project is allowed,
+	// reads the caller's config for the sync.
 	runnerSock, helperSock, err := sandbox.CallerSocket()
 	if err != nil {
 		return nil, err
@@ -186,6 +166,34 @@ func prepare(f runFlags, agentArgs []string) (_ *request, retErr error) {
 	defer func() {
 		if retErr != nil {
 			reader.Close()
+		}
+	}()
+
+	ss, err := beginFor(caller, f.config)
+	if err != nil {
+		return nil, err
+	}
+	trace.Mark("config, caller, agent")
+	cfg, hostUser, agent := ss.cfg, ss.host, ss.agent
+	backendName := cfg.Backend
+	if f.backend != "" {
+		backendName = f.backend
+	}
+	backend, err := newBackend(backendName)
+	if err != nil {
+		return nil, err
+	}
+	if err := seccomp.Validate(); err != nil {
+		return nil, err
+	}
+	trace.Mark("backend, seccomp check")
+
+	// The user namespace of the project's idmap is made in the background
+	// too; the backend waits for it, if it is not ready by then.
+	userNS := sandbox.MakeUserNS(sandbox.IDMap{DiskUID: caller.UID, DiskGID: caller.GID, AgentUID: agent.UID, AgentGID: agent.GID})
+	defer func() {
+		if retErr != nil {
+			userNS.Close()
 		}
 	}()
 	project, err := sandbox.ResolveProject(runnerSock, caller, hostUser.ProjectRoots, cfg.Sandbox.ProjectScope)

@@ -23,25 +23,42 @@ type session struct {
 // SUDO_USER and no flag may change a trust setting; root calling directly
 // names the caller with --as-user and may point at another config.
 func begin(configFlag, asUser string) (*session, error) {
+	caller, err := identify(configFlag, asUser)
+	if err != nil {
+		return nil, err
+	}
+	return beginFor(caller, configFlag)
+}
+
+// identify establishes who calls: SUDO_UID/SUDO_USER cross-checked with
+// passwd, or --as-user for root calling directly.
+func identify(configFlag, asUser string) (sandbox.Account, error) {
 	if os.Geteuid() != 0 {
-		return nil, errors.New("must run as root: use the pi wrapper, which calls the runner through sudo")
+		return sandbox.Account{}, errors.New("must run as root: use the pi wrapper, which calls the runner through sudo")
 	}
 	caller, err := sandbox.CallerFromSudo(os.Getenv)
 	switch {
 	case err == nil:
 		if configFlag != "" || asUser != "" {
-			return nil, errors.New("--config and --as-user are for root calling the runner directly; they are refused through sudo")
+			return sandbox.Account{}, errors.New("--config and --as-user are for root calling the runner directly; they are refused through sudo")
 		}
 	case errors.Is(err, sandbox.ErrNotSudo):
 		if asUser == "" {
-			return nil, errors.New("no caller: run through the pi wrapper (sudo), or as root with --as-user NAME")
+			return sandbox.Account{}, errors.New("no caller: run through the pi wrapper (sudo), or as root with --as-user NAME")
 		}
 		if caller, err = sandbox.Lookup(asUser); err != nil {
-			return nil, err
+			return sandbox.Account{}, err
 		}
 	default:
-		return nil, fmt.Errorf("caller identity: %w", err)
+		return sandbox.Account{}, fmt.Errorf("caller identity: %w", err)
 	}
+	return caller, nil
+}
+
+// beginFor loads the config for an identified caller and checks their
+// entry in it and the agent account.
+func beginFor(caller sandbox.Account, configFlag string) (*session, error) {
+	var err error
 	ss := &session{caller: caller, cfgPath: configFlag}
 	if ss.cfgPath == "" {
 		ss.cfgPath = sandbox.DefaultConfigPath
