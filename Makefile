@@ -79,7 +79,8 @@ bench-trace: build
 	$(GO) build -buildvcs=false -tags '$(TAGS) pitrace' -trimpath -o bin/pi-agent-runner-trace ./cmd/pi-agent-runner
 
 bench-sync: build
-	$(GO) test -tags '$(TAGS) integration' -run XXX -bench 'Sync|CpA' -benchtime 5x ./integration/
+	$(GO) test -tags '$(TAGS) integration' -run XXX -bench 'SyncFirst|CpA' -benchtime 5x ./integration/
+	$(GO) test -tags '$(TAGS) integration' -run XXX -bench 'SyncUnchanged' -benchtime 30x ./integration/
 
 install: build
 	install -d -m 0755 $(DESTDIR)$(LIBEXEC) $(DESTDIR)$(PREFIX)/bin

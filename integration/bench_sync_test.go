@@ -56,7 +56,7 @@ func benchSetup(b *testing.B) (*fixture, string) {
 
 func benchOptions(f *fixture, tree, userDir string) merge.Options {
 	return merge.Options{
-		Exe:        f.runner,
+		Exe:        filepath.Join(filepath.Dir(f.runner), "pi-agent-helper"),
 		Caller:     &syscall.Credential{Uid: uint32(f.alice.UID), Gid: uint32(f.alice.GID)},
 		HostDir:    tree,
 		UserDir:    userDir,

@@ -395,6 +395,10 @@ func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, 
 	_, _ = io.Copy(io.Discard, r.out)
 	err := r.cmd.Wait()
 	if rerr != nil {
+		// A stream cut short by a reader that failed: its own words.
+		if why := strings.TrimSpace(r.stderr.String()); err != nil && why != "" && (errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF)) {
+			return nil, fmt.Errorf("reading %s failed: %s", o.HostDir, firstLine(why, ""))
+		}
 		return nil, rerr
 	}
 	if err != nil || werr != nil {
