@@ -73,7 +73,8 @@ go build -o "$work/bench" "$repo/bench"
 	echo "# Start-up benchmarks"
 	echo
 	echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r), $(runc --version | head -n1), crun $(crun --version | head -n1 | awk '{print $3}'), bwrap $(bwrap --version | awk '{print $2}')."
-	echo "Written by \`make bench\` (bench/run.sh); each round runs every command once, in turn."
+	echo "Written by \`make bench\` (bench/run.sh); each round runs every command once, in turn, starting one further on each round."
+	echo "The last column is the first command's median divided by each one's: the ratio the goals are stated in."
 	echo
 	"$work/bench" -spec "$work/commands.json" -runs "$runs"
 	echo
@@ -119,6 +120,15 @@ json.dump([
 PY
 		echo
 		"$work/bench" -spec "$work/pi-cmds.json" -runs 10
+	fi
+
+	# The config sync (BENCH_SYNC=1): first sync next to cp -a, unchanged
+	# resync; 10,000 files, 200 MB.
+	if [ "${BENCH_SYNC:-0}" = 1 ]; then
+		echo
+		echo "Config sync of 10,000 files / 200 MB (\`make bench-sync\`, both sides timed until their data is on disk):"
+		echo
+		make -C "$repo" bench-sync 2>&1 | awk '/^Benchmark/ { printf "- %s: %.1f ms per op%s\n", $1, $3 / 1e6, ($6 == "MB/s" ? sprintf(", %s MB/s", $5) : "") }'
 	fi
 
 	# systemd-run, inside the VM of the VM suite (BENCH_VM=1: boots it, a

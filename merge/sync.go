@@ -378,8 +378,9 @@ func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, 
 	}
 	r.used = true
 	defer r.cancel()
-	// The request is small, the pipe buffer larger: this does not wait for
-	// the reader; and if the reader died early, its exit status says why.
+	// The reader takes in the whole request before it writes a byte, so
+	// sending it all first cannot deadlock; a reader that stops reading is
+	// killed at the timeout, and one that died early says why on exit.
 	_, werr := r.in.Write(in.Bytes())
 	if err := r.in.Close(); werr == nil {
 		werr = err
