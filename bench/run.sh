@@ -140,7 +140,7 @@ PY
 			echo
 			cat "$work/vm-bench.md"
 		else
-			echo "- systemd-run in the VM: not measured ($(tail -n 1 "$work/vm.log"))"
+			echo "- systemd-run in the VM: not measured ($(grep -m1 -A2 -- '--- timing' "$work/vm.log" | tail -n 2 | tr '\n' ' ')$(tail -n 1 "$work/vm.log"))"
 		fi
 	fi
 } | tee "$here/RESULTS.md"
