@@ -122,6 +122,30 @@ PY
 		"$work/bench" -spec "$work/pi-cmds.json" -runs 10
 	fi
 
+	# pi --version through the installed wrapper, sudo and runner, as the
+	# human would type it (BENCH_WRAPPER_USER=NAME: a user the quick start or
+	# the admin set up, with a sudo rule and a project root;
+	# BENCH_WRAPPER_DIR: a directory in it). Beside it the same pi, bare, as
+	# the same user, with a Node compile cache of their own as the sandbox
+	# has. Both through runuser.
+	if [ -n "${BENCH_WRAPPER_USER:-}" ]; then
+		wuser=$BENCH_WRAPPER_USER
+		wdir=${BENCH_WRAPPER_DIR:?set BENCH_WRAPPER_DIR to a directory in the user\'s project root}
+		whome=$(getent passwd "$wuser" | cut -d: -f6)
+		runuser -u "$wuser" -- mkdir -p "$whome/.cache/pi-bench-node-cache"
+		python3 - "$work/wrapper-cmds.json" "$wuser" "$wdir" "$whome" <<'PY'
+import json, sys
+out, user, wdir, home = sys.argv[1:]
+agent = json.load(open("/etc/pi-agent/config.json"))["agent"]["command"]
+json.dump([
+    {"name": "pi --version (wrapper, sudo, runner)", "argv": ["runuser", "-u", user, "--", "/usr/local/bin/pi", "--version"], "dir": wdir},
+    {"name": "pi --version (bare, same user)", "argv": ["runuser", "-u", user, "--", "env", "NODE_COMPILE_CACHE=" + home + "/.cache/pi-bench-node-cache"] + agent + ["--version"], "dir": wdir},
+], open(out, "w"))
+PY
+		echo
+		"$work/bench" -spec "$work/wrapper-cmds.json" -runs 10
+	fi
+
 	# The config sync (BENCH_SYNC=1): first sync next to cp -a, unchanged
 	# resync; 10,000 files, 200 MB.
 	if [ "${BENCH_SYNC:-0}" = 1 ]; then
