@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/m3ta/pi-agent/sandbox"
+	"github.com/m3ta/pi-agent/internal/cgprime"
 )
 
 const sharedRootfs = "/run/pi-agent/rootfs"
@@ -192,7 +192,7 @@ func TestPrimeCgroupMoveChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sandbox.PrimeCgroupMove(); err != nil {
+	if err := cgprime.Prime(); err != nil {
 		t.Fatalf("prime: %v", err)
 	}
 	after, _ := os.ReadFile("/proc/self/cgroup")

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/m3ta/pi-agent/internal/cgprime"
 	"github.com/m3ta/pi-agent/internal/trace"
 	"github.com/m3ta/pi-agent/merge"
 	"github.com/m3ta/pi-agent/rootfs"
@@ -69,10 +70,9 @@ func cmdRun(args []string) int {
 
 	if f.printSpec == "" {
 		// First thing: either backend's start moves a process into new
-		// cgroups (see sandbox.PrimeCgroupMove). A failure only costs
-		// time.
+		// cgroups (see cgprime.Prime). A failure only costs time.
 		go func() {
-			err := sandbox.PrimeCgroupMove()
+			err := cgprime.Prime()
 			trace.Mark(fmt.Sprintf("primed (%v)", err))
 		}()
 	}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/m3ta/pi-agent/internal/cgprime"
 )
 
 // runnerPath is the absolute path of pi-agent-runner, fixed at build time
@@ -85,6 +87,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "pi: %v\n", err)
 		os.Exit(2)
 	}
+	// Where the caller's cgroup is theirs (systemd's desktop and user
+	// service scopes), the sandbox's cgroup move can be readied before sudo
+	// even starts; elsewhere this fails, unseen, and the runner does it.
+	go func() { _ = cgprime.Prime() }()
 	os.Exit(runSudo(sudoArgs(backend, rest)))
 }
 

@@ -1,4 +1,6 @@
-package sandbox
+// Package cgprime readies the kernel for a cgroup move that is about to
+// come. It is small on purpose: the unprivileged wrapper uses it too.
+package cgprime
 
 import (
 	"errors"
@@ -10,23 +12,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// PrimeCgroupMove readies the kernel for moving the sandbox's first process
-// into its cgroups, and is meant to run in the background, first thing,
-// while the runner checks the project and syncs the config.
+// Prime readies the kernel for moving the sandbox's first process into its
+// cgroups, and is meant to run in the background, first thing: in the
+// runner while it checks the project and syncs the config, and, where the
+// caller's cgroup is theirs to write (systemd gives desktop sessions and
+// user services delegated cgroups), already in the wrapper, before sudo.
 //
 // Every move of a process between cgroups takes the kernel's global
 // threadgroup lock for writing. Unless the cgroup file system is mounted
 // with favordynmods, the first writer after a quiet spell waits for an RCU
 // grace period (10 to 15 ms here) before it gets the lock; writers arriving
 // within a grace period after the last one do not wait. Prime moves the
-// runner into the cgroup it is already in, which changes nothing but pays
-// that wait early, off the start path; libcontainer's move of the
+// calling process into the cgroup it is already in, which changes nothing
+// but pays that wait early, off the start path; libcontainer's move of the
 // container's init (or systemd's of the unit's process) a few milliseconds
 // later then finds the lock ready. runc and crun pay the wait in line.
 //
-// Errors are returned for tests and tracing; the runner ignores them: a
-// host where this fails only starts slower.
-func PrimeCgroupMove() error {
+// Errors are returned for tests and tracing; callers ignore them: where
+// this fails (a cgroup the caller may not write), the start is only slower.
+func Prime() error {
 	data, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return err
