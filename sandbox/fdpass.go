@@ -17,7 +17,12 @@ func sendMsg(sock *os.File, payload []byte, fds []int) error {
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
-	return unix.Sendmsg(int(sock.Fd()), payload, oob, nil, 0)
+	for {
+		err := unix.Sendmsg(int(sock.Fd()), payload, oob, nil, 0)
+		if err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // recvMsg reads one message; received descriptors are close-on-exec. More
@@ -26,7 +31,17 @@ func sendMsg(sock *os.File, payload []byte, fds []int) error {
 func recvMsg(sock *os.File, maxFds int) ([]byte, []*os.File, error) {
 	buf := make([]byte, maxMessage)
 	oob := make([]byte, unix.CmsgSpace(4*maxFds))
-	n, oobn, flags, _, err := unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+	// A socket with a receive timeout is not restarted after a signal
+	// (socket(7)), and Go's runtime signals its own threads (preemption,
+	// SIGCHLD of the helpers): EINTR means try again.
+	var n, oobn, flags int
+	var err error
+	for {
+		n, oobn, flags, _, err = unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
+		}
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("recvmsg: %w", err)
 	}
