@@ -156,7 +156,11 @@ func writeRequest(w io.Writer, req *ReadRequest) error {
 	if err != nil {
 		return err
 	}
-	var e enc
+	size := 8 + len(js)
+	for _, k := range req.Known {
+		size += 4 + len(k.Path) + len(k.Key)
+	}
+	e := enc{b: make([]byte, 0, size)}
 	e.bytes32(js)
 	e.u32(uint32(len(req.Known)))
 	for _, k := range req.Known {
@@ -178,6 +182,9 @@ func readRequest(r io.Reader) (*ReadRequest, error) {
 		return nil, fmt.Errorf("decode request: %w", err)
 	}
 	n := int(d.u32())
+	if n > 0 && n <= len(d.b)/4 { // each entry takes 4 bytes at least
+		req.Known = make([]KnownFile, 0, n)
+	}
 	for i := 0; i < n && d.err == nil; i++ {
 		req.Known = append(req.Known, KnownFile{Path: d.bytes16(), Key: string(d.bytes16())})
 	}

@@ -2,6 +2,7 @@ package merge
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"testing"
@@ -25,6 +26,77 @@ func TestExcluded(t *testing.T) {
 			t.Errorf("Excluded(%q) = %v, want %v", rel, got, want)
 		}
 	}
+}
+
+// oldExcluded is the matcher Excluded replaced (one pattern at a time,
+// nothing compiled): the compiled one must agree with it everywhere.
+func oldExcluded(rel string, patterns []string) bool {
+	matchName := func(pattern, name string) bool {
+		if !strings.ContainsAny(pattern, `*?[\`) {
+			return pattern == name
+		}
+		if suffix, ok := strings.CutPrefix(pattern, "*"); ok && !strings.ContainsAny(suffix, `*?[\`) {
+			return strings.HasSuffix(name, suffix)
+		}
+		m, _ := path.Match(pattern, name)
+		return m
+	}
+	for _, p := range patterns {
+		if anchored, ok := strings.CutPrefix(p, "/"); ok {
+			rest, matched := rel, true
+			for anchored != "" {
+				var pc, c string
+				pc, anchored, _ = strings.Cut(anchored, "/")
+				if rest == "" {
+					matched = false
+					break
+				}
+				c, rest, _ = strings.Cut(rest, "/")
+				if !matchName(pc, c) {
+					matched = false
+					break
+				}
+			}
+			if matched {
+				return true
+			}
+			continue
+		}
+		for rest := rel; rest != ""; {
+			var c string
+			c, rest, _ = strings.Cut(rest, "/")
+			if matchName(p, c) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func TestExcludedAgreesWithTheUncompiledMatcher(t *testing.T) {
+	patterns := [][]string{
+		DefaultExclude,
+		{"/"}, {"/a//b"}, {"/a/"}, {"*"}, {"a*"}, {"*.lock", "/x/*/y"}, {"[ab]c", "/s?ss*"}, {`\*`, "*\\"}, {""}, {"/*"}, {},
+	}
+	paths := []string{"a", "a/b", "a/b/c", "ab", "bc", "ac/x", "x/q/y/z", "x/y", "sessions", "sess/x", "n.lock", "d/n.lock", "*", "x*", "a/c/b", "c", ".cache/x", "bin"}
+	for _, pats := range patterns {
+		for _, p := range paths {
+			if got, want := Excluded(p, pats), oldExcluded(p, pats); got != want {
+				t.Errorf("Excluded(%q, %q) = %v, the uncompiled matcher says %v", p, pats, got, want)
+			}
+		}
+	}
+}
+
+func FuzzExcluded(f *testing.F) {
+	f.Add("a/b.lock", "*.lock", "/a")
+	f.Add("sessions/x", "/sessions", "[a-")
+	f.Fuzz(func(t *testing.T, rel, p1, p2 string) {
+		pats := []string{p1, p2}
+		if got, want := Excluded(rel, pats), oldExcluded(rel, pats); got != want {
+			t.Fatalf("Excluded(%q, %q) = %v, the uncompiled matcher says %v", rel, pats, got, want)
+		}
+	})
 }
 
 func TestValidRel(t *testing.T) {

@@ -96,50 +96,104 @@ func readFrame(r io.Reader) (*Header, error) {
 // root and excludes the path it matches and everything below it; any other
 // pattern matches a single name anywhere (as "*.lock" does).
 func Excluded(rel string, patterns []string) bool {
+	return compileExclude(patterns).match(rel)
+}
+
+// exclusion is an exclude list compiled once for the thousands of paths of
+// a sync (see Excluded).
+type exclusion struct {
+	anchored [][]glob // the components of each anchored pattern
+	names    []glob   // the patterns that match a name anywhere
+}
+
+// glob is one pattern component: a literal name, "*" and a literal suffix
+// (the common "*.lock"), or anything else path.Match takes.
+type glob struct {
+	pattern string
+	kind    uint8
+}
+
+const (
+	globLiteral = iota
+	globSuffix
+	globMatch
+)
+
+const globMeta = `*?[\`
+
+func compileGlob(pattern string) glob {
+	if !strings.ContainsAny(pattern, globMeta) {
+		return glob{pattern, globLiteral}
+	}
+	if suffix, ok := strings.CutPrefix(pattern, "*"); ok && !strings.ContainsAny(suffix, globMeta) {
+		return glob{suffix, globSuffix}
+	}
+	return glob{pattern, globMatch}
+}
+
+func (g glob) match(name string) bool {
+	switch g.kind {
+	case globLiteral:
+		return g.pattern == name
+	case globSuffix:
+		return strings.HasSuffix(name, g.pattern)
+	}
+	m, _ := path.Match(g.pattern, name)
+	return m
+}
+
+func compileExclude(patterns []string) *exclusion {
+	x := &exclusion{}
 	for _, p := range patterns {
-		if anchored, ok := strings.CutPrefix(p, "/"); ok {
-			// Compare the pattern's components with the path's first ones.
-			rest := rel
-			matched := true
-			for anchored != "" {
-				var pc, c string
-				pc, anchored, _ = strings.Cut(anchored, "/")
-				if rest == "" {
-					matched = false
-					break
-				}
-				c, rest, _ = strings.Cut(rest, "/")
-				if !matchName(pc, c) {
-					matched = false
-					break
-				}
-			}
-			if matched {
-				return true
-			}
+		anchored, ok := strings.CutPrefix(p, "/")
+		if !ok {
+			x.names = append(x.names, compileGlob(p))
 			continue
 		}
-		for rest := rel; rest != ""; {
+		parts := []glob{}
+		for anchored != "" {
+			var pc string
+			pc, anchored, _ = strings.Cut(anchored, "/")
+			parts = append(parts, compileGlob(pc))
+		}
+		x.anchored = append(x.anchored, parts)
+	}
+	return x
+}
+
+func (x *exclusion) match(rel string) bool {
+	for _, parts := range x.anchored {
+		// Compare the pattern's components with the path's first ones.
+		rest, matched := rel, true
+		for _, g := range parts {
+			if rest == "" {
+				matched = false
+				break
+			}
 			var c string
 			c, rest, _ = strings.Cut(rest, "/")
-			if matchName(p, c) {
+			if !g.match(c) {
+				matched = false
+				break
+			}
+		}
+		if matched {
+			return true
+		}
+	}
+	if len(x.names) == 0 {
+		return false
+	}
+	for rest := rel; rest != ""; {
+		var c string
+		c, rest, _ = strings.Cut(rest, "/")
+		for _, g := range x.names {
+			if g.match(c) {
 				return true
 			}
 		}
 	}
 	return false
-}
-
-// matchName matches one name against one glob component.
-func matchName(pattern, name string) bool {
-	if !strings.ContainsAny(pattern, `*?[\`) {
-		return pattern == name
-	}
-	if suffix, ok := strings.CutPrefix(pattern, "*"); ok && !strings.ContainsAny(suffix, `*?[\`) {
-		return strings.HasSuffix(name, suffix) // "*.lock", the common case
-	}
-	m, _ := path.Match(pattern, name)
-	return m
 }
 
 // AlwaysSend are read in full at every sync: the settings and env layers.
@@ -172,7 +226,7 @@ func serveRead(in io.Reader, out io.Writer) error {
 		return err
 	}
 	bw := bufio.NewWriterSize(out, 256<<10)
-	w := &walker{req: *req, out: bw, known: map[string]string{}, seen: map[string]bool{}, visited: map[[2]uint64]bool{}}
+	w := &walker{req: *req, excl: compileExclude(req.Exclude), out: bw, known: make(map[string]string, len(req.Known)), seen: map[string]bool{}, visited: map[[2]uint64]bool{}}
 	for _, k := range req.Known {
 		w.known[string(k.Path)] = k.Key
 	}
@@ -208,6 +262,7 @@ func serveRead(in io.Reader, out io.Writer) error {
 
 type walker struct {
 	req      ReadRequest
+	excl     *exclusion
 	out      *bufio.Writer
 	known    map[string]string
 	seen     map[string]bool // known files the walk found
@@ -258,7 +313,7 @@ func (w *walker) walkDir(fd int, rel string, depth int) error {
 	sort.Strings(names)
 	kept := names[:0]
 	for _, name := range names {
-		if !Excluded(joinRel(rel, name), w.req.Exclude) {
+		if !w.excl.match(joinRel(rel, name)) {
 			kept = append(kept, name)
 		}
 	}

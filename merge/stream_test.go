@@ -40,7 +40,7 @@ func testConsume(t *testing.T, s *bytes.Buffer) (*received, *Result, string, err
 	t.Cleanup(func() { unix.Close(fd) })
 	o := &Options{HostDir: "/home/alice/.pi/agent", AgentUID: os.Getuid(), AgentGID: os.Getgid(), Limits: Limits{MaxFile: 100, MaxTotal: 150, MaxEntries: 10}}
 	res := &Result{}
-	rx, err := o.consume(s, DefaultExclude, fd, res)
+	rx, err := o.consume(s, compileExclude(DefaultExclude), fd, res)
 	return rx, res, dir, err
 }
 

@@ -117,14 +117,15 @@ func Sync(ctx context.Context, o Options) (_ *Result, retErr error) {
 
 	// Files the manifest had that are excluded now are the runtime's:
 	// forgotten, never deleted.
+	excl := compileExclude(exclude)
 	kept := man.Files[:0]
 	for _, f := range man.Files {
-		if !Excluded(string(f.Path), exclude) {
+		if !excl.match(string(f.Path)) {
 			kept = append(kept, f)
 		}
 	}
 	man.Files = kept
-	rx, err := o.receive(ctx, man, exclude, staging, res)
+	rx, err := o.receive(ctx, man, exclude, excl, staging, res)
 	if err != nil {
 		return nil, err
 	}
@@ -360,8 +361,8 @@ func (r *Reader) Failure() string {
 // takes in its stream: files with content are staged (owned by the agent,
 // sanitized modes, hashed), the settings and env files kept in memory.
 // Every header is checked: paths, types, sizes, counts, duplicates.
-func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, staging int, res *Result) (*received, error) {
-	req := ReadRequest{Root: o.HostDir, Home: o.CallerHome, Limits: o.Limits, Exclude: exclude}
+func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, excl *exclusion, staging int, res *Result) (*received, error) {
+	req := ReadRequest{Root: o.HostDir, Home: o.CallerHome, Limits: o.Limits, Exclude: exclude, Known: make([]KnownFile, 0, len(man.Files))}
 	for _, f := range man.Files {
 		req.Known = append(req.Known, KnownFile{Path: f.Path, Key: f.Key})
 	}
@@ -388,7 +389,7 @@ func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, 
 	var rx *received
 	var rerr error
 	if werr == nil {
-		rx, rerr = o.consume(bufio.NewReaderSize(r.out, 256<<10), exclude, staging, res)
+		rx, rerr = o.consume(bufio.NewReaderSize(r.out, 256<<10), excl, staging, res)
 	}
 	if werr != nil || rerr != nil {
 		_ = r.cmd.Process.Kill()
@@ -408,7 +409,7 @@ func (o *Options) receive(ctx context.Context, man *Manifest, exclude []string, 
 	return rx, nil
 }
 
-func (o *Options) consume(r io.Reader, exclude []string, staging int, res *Result) (*received, error) {
+func (o *Options) consume(r io.Reader, excl *exclusion, staging int, res *Result) (*received, error) {
 	rx := &received{gone: map[string]bool{}, meta: map[string]string{}}
 	seen := map[string]bool{}
 	var total int64
@@ -449,7 +450,7 @@ func (o *Options) consume(r io.Reader, exclude []string, staging int, res *Resul
 		content := io.LimitReader(r, h.Size)
 		switch {
 		case h.Type == "dir":
-			if !Excluded(rel, exclude) {
+			if !excl.match(rel) {
 				rx.entries = append(rx.entries, HostEntry{Rel: rel, Dir: true, Mode: h.Mode})
 			}
 		case h.Type == "gone":
@@ -477,7 +478,7 @@ func (o *Options) consume(r io.Reader, exclude []string, staging int, res *Resul
 			} else {
 				rx.env = data
 			}
-		case Excluded(rel, exclude):
+		case excl.match(rel):
 			// not ours to sync
 		default:
 			e := HostEntry{Rel: rel, Mode: h.Mode, Key: h.Key, Staged: fmt.Sprintf("f%07d", n)}
