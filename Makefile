@@ -64,7 +64,7 @@ test-vm:
 # minute per input would eat the whole budget (the fuzzer then shows 0 execs/s).
 FUZZTIME ?= 10s
 fuzz:
-	@for t in FuzzParseDotenv FuzzMerge3 FuzzPlan FuzzDecodeHeader; do \
+	@for t in FuzzParseDotenv FuzzMerge3 FuzzPlan FuzzDecodeHeader FuzzExcluded; do \
 	  echo "fuzz $$t ($(FUZZTIME))"; \
 	  $(GO) test -run XXX -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./merge/ || exit 1; \
 	done
