@@ -5,7 +5,6 @@ package integration
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -22,8 +21,7 @@ func TestSIGKILLAtEveryPhase(t *testing.T) {
 		f.put(t, dir, fmt.Sprintf("skills/s%02d/SKILL.md", i), fmt.Sprintf("skill %d\n", i))
 	}
 	for delay := time.Duration(0); delay <= 120*time.Millisecond; delay += 8 * time.Millisecond {
-		cmd := exec.Command(f.runner, "run", "--config", f.config, "--as-user", aliceName, "--", "sleep", "30")
-		cmd.Dir = f.project
+		cmd := f.runnerCmd("sleep", "30")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -239,6 +239,14 @@ func (f *fixture) run(t *testing.T, user, dir, stdin string, args ...string) res
 	return f.exec(t, dir, stdin, f.runner, argv...)
 }
 
+// runnerCmd is a run of the runner for alice in her project, not started:
+// for tests that signal it, kill it or set its environment.
+func (f *fixture) runnerCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(f.runner, append([]string{"run", "--config", f.config, "--as-user", aliceName, "--"}, args...)...)
+	cmd.Dir = f.project
+	return cmd
+}
+
 func (f *fixture) exec(t *testing.T, dir, stdin, name string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(name, args...)

@@ -54,8 +54,7 @@ func TestAgentIdentity(t *testing.T) {
 // variables and the managed environment: nothing else of the caller's.
 func TestAgentEnvironment(t *testing.T) {
 	f := setup(t)
-	cmd := exec.Command(f.runner, "run", "--config", f.config, "--as-user", aliceName, "--", "env")
-	cmd.Dir = f.project
+	cmd := f.runnerCmd("env")
 	cmd.Env = []string{"TERM=xterm-256color", "LANG=C.UTF-8", "SSH_AUTH_SOCK=/tmp/ssh-x/agent.1", "AWS_SECRET_ACCESS_KEY=" + secret, "LD_PRELOAD=/tmp/evil.so", "HOME=/root", "PATH=/usr/bin:/bin"}
 	out, err := cmd.Output()
 	if err != nil {
@@ -391,8 +390,7 @@ func TestSignalsAreForwarded(t *testing.T) {
 	f := setup(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd := exec.Command(f.runner, "run", "--config", f.config, "--as-user", aliceName, "--", "sleep", "60")
-			cmd.Dir = f.project
+			cmd := f.runnerCmd("sleep", "60")
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -428,8 +426,7 @@ func TestSIGKILLedRunnerIsCleanedUp(t *testing.T) {
 	f := setup(t)
 	for _, cleaner := range []string{"gc", "next run"} {
 		t.Run(cleaner, func(t *testing.T) {
-			cmd := exec.Command(f.runner, "run", "--config", f.config, "--as-user", aliceName, "--", "sleep", "300")
-			cmd.Dir = f.project
+			cmd := f.runnerCmd("sleep", "300")
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}

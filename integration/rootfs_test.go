@@ -120,8 +120,7 @@ func TestSharedRootfsGC(t *testing.T) {
 		}
 		return n
 	}
-	cmd := exec.Command(f.runner, "run", "--config", f.config, "--as-user", aliceName, "--", "sleep", "60")
-	cmd.Dir = f.project
+	cmd := f.runnerCmd("sleep", "60")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ package integration
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -96,8 +95,7 @@ func TestSyncLinksCannotLeak(t *testing.T) {
 		}
 		os.Lchown(filepath.Join(dir, name), f.alice.UID, f.alice.GID)
 	}
-	cmd := exec.Command(f.runner, "run", "--config", f.config, "--as-user", aliceName, "--", "true")
-	cmd.Dir = f.project
+	cmd := f.runnerCmd("true")
 	cmd.Env = append(os.Environ(), "RUNNER_ONLY_MARKER=runner-env-7c1e")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -373,8 +371,7 @@ func TestSyncKilledMidwayIsNeverTorn(t *testing.T) {
 	// the read, the staging and the moves into place.
 	mixed := false
 	for delay := 10 * time.Millisecond; delay < 3*time.Second; delay += 15 * time.Millisecond {
-		cmd := exec.Command(f.runner, "run", "--config", f.config, "--as-user", aliceName, "--", "true")
-		cmd.Dir = f.project
+		cmd := f.runnerCmd("true")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

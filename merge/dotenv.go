@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 )
 
@@ -29,7 +28,23 @@ type DotenvError struct {
 
 func (e *DotenvError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
 
-var keyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+// ValidKey reports whether k is a variable name: a letter or _, then
+// letters, digits and _ ([A-Za-z_][A-Za-z0-9_]*).
+func ValidKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case '0' <= c && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // maxDotenv bounds the size of one environment file.
 const maxDotenv = 1 << 20
@@ -83,7 +98,7 @@ func (p *dotenvParser) parse() ([]Var, error) {
 			return nil, p.fail(start, "expected KEY=value")
 		}
 		key = strings.TrimRight(key, " \t")
-		if !keyRE.MatchString(key) {
+		if !ValidKey(key) {
 			// The name is not echoed: a malformed line may hold a secret.
 			return nil, p.fail(start, "invalid variable name (use letters, digits and _, not starting with a digit)")
 		}

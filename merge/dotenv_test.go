@@ -79,7 +79,7 @@ func FuzzParseDotenv(f *testing.F) {
 			return
 		}
 		for _, v := range vars {
-			if !keyRE.MatchString(v.Key) {
+			if !ValidKey(v.Key) {
 				t.Fatalf("invalid key %q accepted", v.Key)
 			}
 			// Re-encoding each value double-quoted parses back to itself.

@@ -33,7 +33,7 @@ func reserved(k string) bool {
 func Environment(host []Var, managed map[string]string, files []string) (vars []Var, warnings []string, err error) {
 	var all []Var
 	for _, v := range host {
-		if reserved(v.Key) || !keyRE.MatchString(v.Key) {
+		if reserved(v.Key) || !ValidKey(v.Key) {
 			warnings = append(warnings, fmt.Sprintf("%s: %s is set by the runner; ignored", v.Source, v.Key))
 			continue
 		}

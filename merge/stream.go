@@ -91,16 +91,10 @@ func readFrame(r io.Reader) (*Header, error) {
 	return decodeHeader(b)
 }
 
-// Excluded reports whether rel (a '/'-separated relative path) is excluded
-// by one of patterns. A pattern starting with '/' is anchored at the config
-// root and excludes the path it matches and everything below it; any other
-// pattern matches a single name anywhere (as "*.lock" does).
-func Excluded(rel string, patterns []string) bool {
-	return compileExclude(patterns).match(rel)
-}
-
-// exclusion is an exclude list compiled once for the thousands of paths of
-// a sync (see Excluded).
+// exclusion is a compiled exclude list. A pattern starting with '/' is
+// anchored at the config root and excludes the path it matches and
+// everything below it; any other pattern matches a single name anywhere (as
+// "*.lock" does). Compiled once, it serves the thousands of paths of a sync.
 type exclusion struct {
 	anchored [][]glob // the components of each anchored pattern
 	names    []glob   // the patterns that match a name anywhere
@@ -161,6 +155,7 @@ func compileExclude(patterns []string) *exclusion {
 	return x
 }
 
+// match reports whether rel (a '/'-separated relative path) is excluded.
 func (x *exclusion) match(rel string) bool {
 	for _, parts := range x.anchored {
 		// Compare the pattern's components with the path's first ones.

@@ -49,7 +49,7 @@ type Options struct {
 	// Managed are the settings from the runner config; they always win.
 	Managed map[string]any
 	Limits  Limits
-	// Exclude adds patterns to DefaultExclude (see Excluded).
+	// Exclude adds patterns to DefaultExclude (see exclusion).
 	Exclude []string
 	// DryRun computes the result without changing the runtime.
 	DryRun bool

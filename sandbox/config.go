@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -227,10 +226,18 @@ func (c *Config) applyDefaults() {
 	}
 }
 
-var (
-	nameRE   = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+const (
+	lower  = "abcdefghijklmnopqrstuvwxyz"
+	digits = "0123456789"
+	alnum  = lower + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + digits
 )
+
+// validName tells a user or group name: [a-z_][a-z0-9_-]{0,31}. (Plain
+// checks, not regexps: package-level regexps are compiled at every start of
+// every binary that links this package, the sandbox's init among them.)
+func validName(s string) bool {
+	return s != "" && len(s) <= 32 && strings.IndexByte(lower+"_", s[0]) >= 0 && strings.Trim(s[1:], lower+digits+"_-") == ""
+}
 
 // Validate checks every field and reports all problems at once, each naming
 // its field and saying how to fix it.
@@ -242,10 +249,10 @@ func (c *Config) Validate() error {
 	if !filepath.IsAbs(c.StateDir) || filepath.Clean(c.StateDir) != c.StateDir || c.StateDir == "/" {
 		bad("stateDir", "%q must be a clean absolute path other than /", c.StateDir)
 	}
-	if !nameRE.MatchString(c.User) {
+	if !validName(c.User) {
 		bad("user", "%q is not a valid user name", c.User)
 	}
-	if !nameRE.MatchString(c.Group) {
+	if !validName(c.Group) {
 		bad("group", "%q is not a valid group name", c.Group)
 	}
 	switch c.Backend {
@@ -269,7 +276,7 @@ func (c *Config) Validate() error {
 	for _, name := range sortedKeys(c.HostUsers) {
 		hu := c.HostUsers[name]
 		field := "hostUsers." + name
-		if !nameRE.MatchString(name) {
+		if !validName(name) {
 			bad(field, "%q is not a valid user name", name)
 		}
 		if name == "root" || name == c.User {
@@ -290,7 +297,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, k := range sortedKeys(c.Environment) {
-		if !envKeyRE.MatchString(k) {
+		if !merge.ValidKey(k) {
 			bad("environment", "%q is not a valid variable name", k)
 		}
 		for _, r := range merge.Reserved {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -88,17 +87,19 @@ func terminalEnv(environ []string) []string {
 	var out []string
 	for _, kv := range environ {
 		k, v, ok := strings.Cut(kv, "=")
-		if !ok || len(v) > 256 || !safeValueRE.MatchString(v) {
+		if !ok || len(v) > 256 || !safeValue(v) {
 			continue
 		}
-		if k == "TERM" || k == "COLORTERM" || k == "LANG" || k == "LANGUAGE" || k == "LC_ALL" || (strings.HasPrefix(k, "LC_") && envKeyRE.MatchString(k)) {
+		if k == "TERM" || k == "COLORTERM" || k == "LANG" || k == "LANGUAGE" || k == "LC_ALL" || (strings.HasPrefix(k, "LC_") && merge.ValidKey(k)) {
 			out = append(out, kv)
 		}
 	}
 	return out
 }
 
-var safeValueRE = regexp.MustCompile(`^[A-Za-z0-9._@:+-]*$`)
+// safeValue tells a terminal or locale value that may reach the agent:
+// [A-Za-z0-9._@:+-]*.
+func safeValue(v string) bool { return strings.Trim(v, alnum+"._@:+-") == "" }
 
 // AgentEnv builds the agent's environment: the runner's own variables, the
 // caller's terminal and locale variables, then the layered environment

@@ -22,7 +22,7 @@ const runDir = "/run/pi-agent"
 // caller coming back within it starts without building one.
 const rootfsIdle = time.Hour
 
-func ociBackend() *oci.Backend { return &oci.Backend{RunDir: runDir, RootfsIdle: rootfsIdle} }
+func ociBackend() *oci.Backend { return &oci.Backend{RunDir: runDir} }
 
 func systemdBackend() *systemd.Backend {
 	return &systemd.Backend{RunDir: filepath.Join(runDir, "units"), SystemdRun: lookTool("systemd-run"), Systemctl: lookTool("systemctl")}
@@ -70,10 +70,10 @@ type autoBackend struct{ sandbox.Backend }
 func (a autoBackend) Name() string { return a.Backend.Name() + "(auto)" }
 
 // collectGarbage removes what dead runners of either backend left behind,
-// and shared root filesystems unused for rootfsIdle.
-func collectGarbage(rootfsIdle time.Duration) ([]string, error) {
+// and shared root filesystems no run has used for keepRootfs.
+func collectGarbage(keepRootfs time.Duration) ([]string, error) {
 	ob := ociBackend()
-	ob.RootfsIdle = rootfsIdle
+	ob.RootfsIdle = keepRootfs
 	a, errA := ob.GC()
 	b, errB := systemdBackend().GC()
 	return append(a, b...), errors.Join(errA, errB)

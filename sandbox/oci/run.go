@@ -104,32 +104,33 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 	}()
 	trace.Mark("run dir")
 	o := Options{
+		Rootfs:        filepath.Join(dir, "rootfs"),
 		ProjectSource: filepath.Join(dir, "project"),
 		CgroupsPath:   "/pi-agent/" + p.ID,
 		Annotations:   map[string]string{ownerLabel: owner},
 	}
+	spec, err := Spec(p, o)
+	if err != nil {
+		return -1, err
+	}
 	if err := os.Mkdir(o.ProjectSource, 0o700); err != nil {
 		return -1, err
 	}
-	layout := Layout(p, o)
-	mounts, err := layout.Mounts()
-	if err != nil {
-		return -1, err
-	}
-	o.Rootfs, rootfsLock, err = b.sharedRootfs(layout.Files(), mounts)
-	if errors.Is(err, errNoShare) {
-		o.Rootfs = filepath.Join(dir, "rootfs")
+	// The rootfs is the shared one of this layout, or, where it cannot be
+	// shared, a private one in the run dir.
+	files := Layout(p, o).Files()
+	shared, lock, err := b.sharedRootfs(files, spec.Mounts)
+	switch {
+	case err == nil:
+		spec.Root.Path, rootfsLock = shared, lock
+	case errors.Is(err, errNoShare):
 		if err := os.Mkdir(o.Rootfs, 0o755); err != nil {
 			return -1, err
 		}
-		if err := rootfs.Populate(o.Rootfs, layout.Files()); err != nil {
+		if err := rootfs.Populate(o.Rootfs, files); err != nil {
 			return -1, fmt.Errorf("populate rootfs: %w", err)
 		}
-	} else if err != nil {
-		return -1, err
-	}
-	spec, err := Spec(p, o)
-	if err != nil {
+	default:
 		return -1, err
 	}
 	trace.Mark("spec, rootfs")

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,14 +33,25 @@ type Options struct {
 	EnvFile string
 }
 
-// safePath matches the paths this backend passes inside property values.
+// safePath tells the paths this backend passes inside property values:
+// /[A-Za-z0-9._@+,=/-]*.
 // systemd splits BindPaths= at ':' and whitespace and expands '%'
 // specifiers: a path holding any of those could add a bind or an option,
 // so such paths are refused rather than escaped.
-var safePath = regexp.MustCompile(`^/[A-Za-z0-9._@+,=/-]*$`)
+func safePath(p string) bool {
+	return strings.HasPrefix(p, "/") && strings.Trim(p, alnum+"._@+,=/-") == ""
+}
+
+const alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+// validUnit tells a unit name: [A-Za-z0-9_.-]+\.service.
+func validUnit(u string) bool {
+	name, ok := strings.CutSuffix(u, ".service")
+	return ok && name != "" && strings.Trim(name, alnum+"_.-") == ""
+}
 
 func checkPath(what, p string) error {
-	if !safePath.MatchString(p) || strings.Contains(p, "/../") || strings.HasSuffix(p, "/..") {
+	if !safePath(p) || strings.Contains(p, "/../") || strings.HasSuffix(p, "/..") {
 		return fmt.Errorf("%s %q holds characters the systemd backend cannot pass safely (':', whitespace, '%%' …); use --backend oci, or a plainer path", what, p)
 	}
 	return nil
@@ -68,7 +78,7 @@ func Argv(p *sandbox.Plan, o Options) ([]string, error) {
 			return nil, err
 		}
 	}
-	if !regexp.MustCompile(`^[A-Za-z0-9_.-]+\.service$`).MatchString(o.Unit) {
+	if !validUnit(o.Unit) {
 		return nil, fmt.Errorf("invalid unit name %q", o.Unit)
 	}
 	argv := []string{
@@ -250,31 +260,14 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 			retErr = fmt.Errorf("remove %s: %w", dir, err)
 		}
 	}()
-	o := Options{Unit: unitName(p.ID), ProjectSource: filepath.Join(dir, "project"), EnvFile: filepath.Join(dir, "env")}
-	argv, err := Argv(p, o)
+	o, argv, err := stageUnit(p, dir)
 	if err != nil {
-		return -1, err
-	}
-	envData, err := EnvFile(p.Env)
-	if err != nil {
-		return -1, err
-	}
-	if err := os.WriteFile(o.EnvFile, envData, 0o600); err != nil {
-		return -1, err
-	}
-	if err := os.Mkdir(o.ProjectSource, 0o700); err != nil {
-		return -1, err
-	}
-	if err := sandbox.MountProject(p, o.ProjectSource); err != nil {
 		return -1, err
 	}
 
 	cmd := exec.CommandContext(ctx, b.SystemdRun, argv...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.In, stdio.Out, stdio.Err
-	cmd.Env = []string{"PATH=/run/current-system/sw/bin:/usr/bin:/bin"}
-	if term := os.Getenv("TERM"); term != "" && p.TTY {
-		cmd.Env = append(cmd.Env, "TERM="+term) // systemd-run --pty renders for it
-	}
+	cmd.Env = runEnv(p)
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
 	defer signal.Stop(sigs)
@@ -308,6 +301,45 @@ func (b *Backend) Run(ctx context.Context, p *sandbox.Plan, stdio sandbox.Stdio)
 	return -1, fmt.Errorf("systemd-run: %w", err)
 }
 
+// runEnv is the environment of systemd-run itself (root): a fixed PATH,
+// and with a pty the agent's TERM, which systemd-run --pty renders for. That
+// TERM is the one the plan already checked (sandbox.AgentEnv), never the
+// caller's raw variable.
+func runEnv(p *sandbox.Plan) []string {
+	env := []string{"PATH=/run/current-system/sw/bin:/usr/bin:/bin"}
+	if !p.TTY {
+		return env
+	}
+	for _, kv := range p.Env {
+		if strings.HasPrefix(kv, "TERM=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// stageUnit prepares in dir (root-only) what the unit of p needs: the env
+// file and the idmapped project mount. It returns the unit's options and
+// its systemd-run argv.
+func stageUnit(p *sandbox.Plan, dir string) (Options, []string, error) {
+	o := Options{Unit: unitName(p.ID), ProjectSource: filepath.Join(dir, "project"), EnvFile: filepath.Join(dir, "env")}
+	argv, err := Argv(p, o)
+	if err != nil {
+		return o, nil, err
+	}
+	envData, err := EnvFile(p.Env)
+	if err != nil {
+		return o, nil, err
+	}
+	if err := os.WriteFile(o.EnvFile, envData, 0o600); err != nil {
+		return o, nil, err
+	}
+	if err := os.Mkdir(o.ProjectSource, 0o700); err != nil {
+		return o, nil, err
+	}
+	return o, argv, sandbox.MountProject(p, o.ProjectSource)
+}
+
 // WriteSpec writes what Run would start for p into dir (a new directory):
 // argv.json, the full systemd-run command line as a JSON array; the env file
 // it names; and the idmapped project mount at dir/project. Benchmarks run
@@ -322,27 +354,13 @@ func (b *Backend) WriteSpec(p *sandbox.Plan, dir string) (retErr error) {
 			_ = sandbox.RemoveRunDir(dir)
 		}
 	}()
-	o := Options{Unit: unitName(p.ID), ProjectSource: filepath.Join(dir, "project"), EnvFile: filepath.Join(dir, "env")}
-	argv, err := Argv(p, o)
+	_, argv, err := stageUnit(p, dir)
 	if err != nil {
-		return err
-	}
-	envData, err := EnvFile(p.Env)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(o.EnvFile, envData, 0o600); err != nil {
 		return err
 	}
 	data, err := json.Marshal(append([]string{b.SystemdRun}, argv...))
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "argv.json"), append(data, '\n'), 0o600); err != nil {
-		return err
-	}
-	if err := os.Mkdir(o.ProjectSource, 0o700); err != nil {
-		return err
-	}
-	return sandbox.MountProject(p, o.ProjectSource)
+	return os.WriteFile(filepath.Join(dir, "argv.json"), append(data, '\n'), 0o600)
 }

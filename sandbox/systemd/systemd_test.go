@@ -1,6 +1,7 @@
 package systemd
 
 import (
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -137,5 +138,52 @@ func TestEnvFileEscapes(t *testing.T) {
 	}
 	if _, err := EnvFile([]string{"K=multi\nline"}); err == nil {
 		t.Error("a newline in a value was accepted")
+	}
+}
+
+// systemd-run runs as root with the caller's TERM when there is a pty; a
+// hostile TERM (a path, a control sequence, a huge value) must not reach it:
+// only the value the plan's environment kept does.
+func TestRunEnvTakesTERMFromThePlan(t *testing.T) {
+	for _, term := range []string{"../../../../tmp/evil", "xterm\x1b]0;pwn\x07", strings.Repeat("x", 4096), "xterm-256color"} {
+		p := &sandbox.Plan{TTY: true, Env: sandbox.AgentEnv("/usr/bin:/bin", "/home/pi-agent", "/home/pi-agent/.pi/agent", "pi-agent", []string{"TERM=" + term}, nil)}
+		env := runEnv(p)
+		if term == "xterm-256color" {
+			if !slices.Contains(env, "TERM=xterm-256color") {
+				t.Errorf("a plain TERM is lost: %q", env)
+			}
+			continue
+		}
+		for _, kv := range env {
+			if strings.HasPrefix(kv, "TERM=") {
+				t.Errorf("TERM %q reached systemd-run as %q", term, kv)
+			}
+		}
+	}
+	p := &sandbox.Plan{TTY: false, Env: []string{"TERM=xterm"}}
+	if env := runEnv(p); len(env) != 1 || !strings.HasPrefix(env[0], "PATH=") {
+		t.Errorf("without a pty systemd-run gets only PATH: %q", env)
+	}
+}
+
+// safePath and validUnit are plain code; their patterns are the
+// specification, checked here on the edges.
+func TestPathAndUnitChecksMatchTheirPatterns(t *testing.T) {
+	inputs := []string{"", "/", "a", "/a b", "/a:b", "/a%b", "/home/alice/p", "/x/../y", "/é", "/a\n", "/a=b,c@d+e",
+		".service", "a.service", "pi-agent-pi-1-ab.service", "a.service.service", "a b.service", "a.servic", "/a.service", "a.service\n"}
+	for _, c := range []struct {
+		name string
+		re   string
+		fn   func(string) bool
+	}{
+		{"safePath", `^/[A-Za-z0-9._@+,=/-]*$`, safePath},
+		{"validUnit", `^[A-Za-z0-9_.-]+\.service$`, validUnit},
+	} {
+		re := regexp.MustCompile(c.re)
+		for _, in := range inputs {
+			if got, want := c.fn(in), re.MatchString(in); got != want {
+				t.Errorf("%s(%q) = %v, the pattern %s says %v", c.name, in, got, c.re, want)
+			}
+		}
 	}
 }
