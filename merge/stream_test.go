@@ -21,7 +21,7 @@ func stream(frames ...frame) *bytes.Buffer {
 	var b bytes.Buffer
 	for _, f := range frames {
 		h := f.h
-		if h.Type == "file" && h.Size == 0 {
+		if (h.Type == "file" || h.Type == "meta") && h.Size == 0 {
 			h.Size = int64(len(f.body))
 		}
 		writeFrame(&b, &h)
@@ -229,5 +229,42 @@ func TestGitIdentityReadsOnlyTheIdentity(t *testing.T) {
 	id := gitIdentity(home)
 	if id["git.name"] != "Alice Example" || id["git.email"] != "alice@example.org" || len(id) != 2 {
 		t.Errorf("identity %v", id)
+	}
+}
+
+// The reader runs as the caller, who can make it send any meta frame. Only
+// a git name and email of one plain line reach the agent's environment.
+func TestConsumeFiltersMetaFromALyingReader(t *testing.T) {
+	consume := func(s *bytes.Buffer) map[string]string {
+		t.Helper()
+		fd, err := unix.Open(t.TempDir(), unix.O_PATH|unix.O_DIRECTORY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		o := &Options{HostDir: "/home/alice/.pi/agent", AgentUID: os.Getuid(), AgentGID: os.Getgid(), Limits: Limits{MaxFile: 4096, MaxTotal: 1 << 20, MaxEntries: 10}}
+		rx, err := o.consume(s, compileExclude(DefaultExclude), fd, &Result{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rx.meta
+	}
+	meta := consume(stream(
+		frame{h: Header{Path: []byte("git.name"), Type: "meta"}, body: "Alice\nLD_PRELOAD=/tmp/evil.so"},
+		frame{h: Header{Path: []byte("git.email"), Type: "meta"}, body: strings.Repeat("a", 257)},
+		frame{h: Header{Path: []byte("ld.preload"), Type: "meta"}, body: "/tmp/evil.so"},
+		frame{h: Header{Path: []byte("git.signingkey"), Type: "meta"}, body: "x"},
+		frame{h: Header{Type: "end"}},
+	))
+	if len(meta) != 0 {
+		t.Errorf("hostile meta kept: %q", meta)
+	}
+	meta = consume(stream(
+		frame{h: Header{Path: []byte("git.name"), Type: "meta"}, body: "Alice Example"},
+		frame{h: Header{Path: []byte("git.email"), Type: "meta"}, body: "alice\r@example.org"},
+		frame{h: Header{Type: "end"}},
+	))
+	if meta["git.name"] != "Alice Example" || len(meta) != 1 {
+		t.Errorf("meta: %q, want only the plain git.name", meta)
 	}
 }
